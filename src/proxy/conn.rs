@@ -1,0 +1,778 @@
+//! One client connection: read a head, admit or refuse it, forward it, relay
+//! the response, repeat until either side is done.
+//!
+//! Requests on a connection are handled one after another (pipelined bytes
+//! wait in the read buffer). Each request is authenticated and evaluated on
+//! its own by `admit`. An upgrade ends the loop and hands both sockets to
+//! `tunnel`.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
+use monoio::net::UnixStream;
+
+use super::admit::{self, Admission, BodyPlan};
+use super::io::{read_append, write_all, COPY_BUF};
+use super::tunnel;
+use super::Worker;
+use crate::http::chunked::ChunkedScanner;
+use crate::http::head::{self, Framing, RequestHead, ResponseHead};
+use crate::http::response::json_error;
+use crate::http::ParseError;
+use crate::runtime::Snapshot;
+
+/// What a client socket must be able to do.
+pub trait ClientIo: AsyncReadRent + AsyncWriteRent + Split + 'static {}
+impl<T: AsyncReadRent + AsyncWriteRent + Split + 'static> ClientIo for T {}
+
+/// A client connection and the bytes read from it but not used yet.
+pub struct Client<S> {
+    pub io: S,
+    pub buf: Vec<u8>,
+    pub addr: SocketAddr,
+    /// Verified client certificate (DER), when TLS asked for one.
+    pub peer_cert: Option<Vec<u8>>,
+}
+
+/// How a request/response exchange left the client connection.
+enum Next {
+    KeepAlive,
+    Close,
+    Upgrade { upstream: UnixStream },
+}
+
+/// Serves one client connection to the end.
+pub async fn serve<S: ClientIo>(mut client: Client<S>, worker: Rc<Worker>) {
+    let mut deadline = Instant::now() + worker.snapshot().settings.limits.header_timeout;
+    loop {
+        let snapshot = worker.snapshot();
+        let head = match read_head(&mut client, &snapshot, deadline).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return,
+            Err(response) => {
+                let _ = write_all(&mut client.io, response).await;
+                return;
+            }
+        };
+        let next = exchange(&mut client, head, &snapshot, &worker).await;
+        match next {
+            Next::KeepAlive => {}
+            Next::Close => return,
+            Next::Upgrade { upstream } => {
+                let idle = snapshot.settings.limits.upgrade_idle;
+                drop(snapshot);
+                tunnel::run(client, upstream, idle).await;
+                return;
+            }
+        }
+        if worker.is_draining() {
+            return;
+        }
+        let limits = &worker.snapshot().settings.limits;
+        // Between requests the idle limit applies until the first byte of
+        // the next head arrives; `read_head` then switches to header_timeout.
+        deadline = Instant::now() + limits.keepalive_idle;
+    }
+}
+
+/// Reads one request head. `Ok(None)`: the client closed or idled out
+/// between requests. `Err`: a response to send before closing.
+async fn read_head<S: ClientIo>(
+    client: &mut Client<S>,
+    snapshot: &Snapshot,
+    mut deadline: Instant,
+) -> Result<Option<RequestHead>, Vec<u8>> {
+    let limits = &snapshot.settings.limits;
+    let mut started = !client.buf.is_empty();
+    loop {
+        if !client.buf.is_empty() {
+            match head::parse_request(&client.buf, limits.max_head) {
+                Ok(Some(head)) => {
+                    client.buf.drain(..head.len());
+                    return Ok(Some(head));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(client.addr = %client.addr, %error, "bad request head");
+                    return Err(json_error(error.status(), &error.to_string(), &[], true));
+                }
+            }
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let buf = std::mem::take(&mut client.buf);
+        let read = monoio::time::timeout(wait, read_append(&mut client.io, buf, 4096)).await;
+        match read {
+            Err(_) if started => {
+                let message = "request head not received within limits.header_timeout";
+                return Err(json_error(408, message, &[], true));
+            }
+            Err(_) => return Ok(None),
+            Ok((result, buf)) => {
+                client.buf = buf;
+                match result {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(_) => {}
+                }
+            }
+        }
+        if !started {
+            started = true;
+            deadline = Instant::now() + limits.header_timeout;
+        }
+    }
+}
+
+/// Handles one request: admission, forwarding, response relay.
+async fn exchange<S: ClientIo>(
+    client: &mut Client<S>,
+    head: RequestHead,
+    snapshot: &Snapshot,
+    worker: &Worker,
+) -> Next {
+    let admission = admit::admit(client, &head, snapshot, worker).await;
+    let (plan, context) = match admission {
+        Admission::Respond { response, close } => {
+            let (result, _) = write_all(&mut client.io, response).await;
+            return if close || result.is_err() || !head.keep_alive {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            };
+        }
+        Admission::Forward { body, context } => (body, context),
+    };
+    let started = Instant::now();
+    let outcome = forward(client, &head, plan, snapshot, worker).await;
+    worker.record_upstream_latency(started.elapsed());
+    drop(context);
+    outcome
+}
+
+/// Sends the request upstream and relays the response.
+async fn forward<S: ClientIo>(
+    client: &mut Client<S>,
+    head: &RequestHead,
+    body: BodyPlan,
+    snapshot: &Snapshot,
+    worker: &Worker,
+) -> Next {
+    let request_head = upstream_head(head, &body);
+    let retryable = matches!(head.method(), "GET" | "HEAD") && matches!(body, BodyPlan::Empty);
+    let mut attempt = 0;
+    let (mut upstream, response, leftover) = loop {
+        attempt += 1;
+        let conn = match if attempt == 1 {
+            worker.pool.checkout().await
+        } else {
+            worker.pool.connect().await.map(|stream| crate::upstream::pool::Conn { stream, reused: false })
+        } {
+            Ok(conn) => conn,
+            Err(error) => {
+                worker.count_upstream_error();
+                tracing::error!(%error, "engine unreachable");
+                return respond_and_close(client, 502, &error.to_string()).await;
+            }
+        };
+        let reused = conn.reused;
+        let mut stream = conn.stream;
+        let sent = send_request(client, &mut stream, head, &request_head, &body).await;
+        match sent {
+            Err(SendError::Client) => return Next::Close,
+            Err(SendError::Refused(response)) => {
+                let _ = write_all(&mut client.io, response).await;
+                return Next::Close;
+            }
+            Err(SendError::Upstream) | Ok(()) => {}
+        }
+        match read_response_head(client, &mut stream, snapshot, head).await {
+            Ok((response, leftover)) => break (stream, response, leftover),
+            Err(HeadError::NothingReceived) if reused && retryable && attempt == 1 => {
+                tracing::debug!("pooled engine connection was closed; retrying once");
+                continue;
+            }
+            Err(HeadError::Client) => return Next::Close,
+            Err(error) => {
+                worker.count_upstream_error();
+                let message = match error {
+                    HeadError::Bad(e) => format!("the Docker Engine sent an invalid response: {e}"),
+                    _ => "the Docker Engine closed the connection without a response".to_string(),
+                };
+                tracing::warn!(%message, "upstream failure");
+                return respond_and_close(client, 502, &message).await;
+            }
+        }
+    };
+
+    if response.status == 101 {
+        let out = response_head_bytes(&response, true, false);
+        let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
+        if result.is_err() {
+            return Next::Close;
+        }
+        worker.count_upgrade();
+        return Next::Upgrade { upstream };
+    }
+    let framing = match response.framing(head.method()) {
+        Ok(framing) => framing,
+        Err(e) => {
+            worker.count_upstream_error();
+            return respond_and_close(client, 502, &format!("invalid response from the engine: {e}"))
+                .await;
+        }
+    };
+    if framing == Framing::UntilClose && is_raw_stream(&response) {
+        // A hijacked attach without an upgrade: a two-way raw stream.
+        let out = response_head_bytes(&response, false, true);
+        let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
+        if result.is_err() {
+            return Next::Close;
+        }
+        return Next::Upgrade { upstream };
+    }
+    let close_client = !head.keep_alive || framing == Framing::UntilClose || worker.is_draining();
+    let out = response_head_bytes(&response, false, close_client);
+    let relay = relay_body(client, &mut upstream, framing, out, leftover).await;
+    match relay {
+        Relay::Complete { upstream_reusable } => {
+            if upstream_reusable && response.keep_alive {
+                worker.pool.checkin(upstream);
+            }
+            if close_client {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            }
+        }
+        Relay::Broken => Next::Close,
+    }
+}
+
+enum SendError {
+    /// The client went away or broke framing mid-body.
+    Client,
+    /// The client's body was refused before any of it reached the engine
+    /// in a usable form; the response says why.
+    Refused(Vec<u8>),
+    /// Writing to the engine failed; its response may still say why.
+    Upstream,
+}
+
+/// Writes the head and body to the engine.
+async fn send_request<S: ClientIo>(
+    client: &mut Client<S>,
+    upstream: &mut UnixStream,
+    head: &RequestHead,
+    request_head: &[u8],
+    body: &BodyPlan,
+) -> Result<(), SendError> {
+    let mut out = Vec::with_capacity(request_head.len() + body.inline_len());
+    out.extend_from_slice(request_head);
+    if let BodyPlan::Buffered(bytes) = body {
+        out.extend_from_slice(bytes);
+    }
+    let (result, _) = write_all(upstream, out).await;
+    if result.is_err() {
+        return Err(SendError::Upstream);
+    }
+    match body {
+        BodyPlan::Empty | BodyPlan::Buffered(_) => Ok(()),
+        BodyPlan::Length(n) => {
+            if head.expect_continue {
+                send_continue(client).await?;
+            }
+            stream_length(client, upstream, *n).await
+        }
+        BodyPlan::Chunked => {
+            if head.expect_continue {
+                send_continue(client).await?;
+            }
+            stream_chunked(client, upstream).await
+        }
+    }
+}
+
+async fn send_continue<S: ClientIo>(client: &mut Client<S>) -> Result<(), SendError> {
+    let (result, _) = write_all(&mut client.io, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+    result.map_err(|_| SendError::Client)
+}
+
+/// Copies exactly `remaining` body bytes from the client to the engine.
+async fn stream_length<S: ClientIo>(
+    client: &mut Client<S>,
+    upstream: &mut UnixStream,
+    mut remaining: u64,
+) -> Result<(), SendError> {
+    let mut chunk = take_prefix(&mut client.buf, remaining);
+    loop {
+        remaining -= chunk.len() as u64;
+        if !chunk.is_empty() {
+            let (result, buf) = write_all(upstream, chunk).await;
+            if result.is_err() {
+                return Err(SendError::Upstream);
+            }
+            chunk = buf;
+        }
+        if remaining == 0 {
+            return Ok(());
+        }
+        chunk.clear();
+        let want = remaining.min(COPY_BUF as u64) as usize;
+        if chunk.capacity() < want {
+            chunk.reserve(want);
+        }
+        let (result, buf) = read_append(&mut client.io, chunk, 0).await;
+        chunk = buf;
+        match result {
+            Ok(0) | Err(_) => return Err(SendError::Client),
+            Ok(_) => {}
+        }
+        if chunk.len() as u64 > remaining {
+            // Bytes past this body belong to the next pipelined request.
+            let extra = chunk.split_off(remaining as usize);
+            client.buf = extra;
+        }
+    }
+}
+
+/// Copies a chunked body verbatim, stopping exactly at its end.
+async fn stream_chunked<S: ClientIo>(
+    client: &mut Client<S>,
+    upstream: &mut UnixStream,
+) -> Result<(), SendError> {
+    let mut scanner = ChunkedScanner::new();
+    let mut chunk = std::mem::take(&mut client.buf);
+    loop {
+        let used = match scanner.scan(&chunk, None) {
+            Ok(used) => used,
+            Err(error) => {
+                let response = json_error(400, &error.to_string(), &[], true);
+                return Err(SendError::Refused(response));
+            }
+        };
+        if used < chunk.len() {
+            client.buf = chunk.split_off(used);
+        }
+        if !chunk.is_empty() {
+            let (result, buf) = write_all(upstream, chunk).await;
+            if result.is_err() {
+                return Err(SendError::Upstream);
+            }
+            chunk = buf;
+        }
+        if scanner.is_done() {
+            return Ok(());
+        }
+        chunk.clear();
+        let (result, buf) = read_append(&mut client.io, chunk, COPY_BUF).await;
+        chunk = buf;
+        match result {
+            Ok(0) | Err(_) => return Err(SendError::Client),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Splits up to `limit` bytes off the front of `buf`.
+fn take_prefix(buf: &mut Vec<u8>, limit: u64) -> Vec<u8> {
+    if (buf.len() as u64) <= limit {
+        let mut taken = std::mem::take(buf);
+        if taken.capacity() < COPY_BUF {
+            taken.reserve(COPY_BUF - taken.len());
+        }
+        taken
+    } else {
+        let rest = buf.split_off(limit as usize);
+        std::mem::replace(buf, rest)
+    }
+}
+
+enum HeadError {
+    /// The engine closed before sending anything.
+    NothingReceived,
+    /// The engine closed or failed mid-head.
+    Truncated,
+    Bad(ParseError),
+    /// The client went away while we relayed an interim response.
+    Client,
+}
+
+/// Reads the final response head, relaying interim 1xx responses (other
+/// than 101) to the client.
+async fn read_response_head<S: ClientIo>(
+    client: &mut Client<S>,
+    upstream: &mut UnixStream,
+    snapshot: &Snapshot,
+    request: &RequestHead,
+) -> Result<(ResponseHead, Vec<u8>), HeadError> {
+    let max_head = snapshot.settings.limits.max_head.max(64 * 1024);
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut received = false;
+    loop {
+        if !buf.is_empty() {
+            match head::parse_response(&buf, max_head) {
+                Ok(Some(response)) => {
+                    buf.drain(..response.len());
+                    if (100..200).contains(&response.status) && response.status != 101 {
+                        // We answer Expect ourselves, so the engine's own
+                        // 100 Continue is not relayed.
+                        if response.status != 100 || !request.expect_continue {
+                            let out = response_head_bytes(&response, false, false);
+                            let (result, _) = write_all(&mut client.io, out).await;
+                            result.map_err(|_| HeadError::Client)?;
+                        }
+                        continue;
+                    }
+                    return Ok((response, buf));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(HeadError::Bad(e)),
+            }
+        }
+        let (result, next) = read_append(upstream, buf, 16 * 1024).await;
+        buf = next;
+        match result {
+            Ok(0) | Err(_) if !received => return Err(HeadError::NothingReceived),
+            Ok(0) | Err(_) => return Err(HeadError::Truncated),
+            Ok(_) => received = true,
+        }
+    }
+}
+
+enum Relay {
+    Complete { upstream_reusable: bool },
+    Broken,
+}
+
+/// Sends the response head and relays the body as it arrives.
+async fn relay_body<S: ClientIo>(
+    client: &mut Client<S>,
+    upstream: &mut UnixStream,
+    framing: Framing,
+    mut out: Vec<u8>,
+    mut pending: Vec<u8>,
+) -> Relay {
+    match framing {
+        Framing::Empty => {
+            let (result, _) = write_all(&mut client.io, out).await;
+            match result {
+                Ok(()) => Relay::Complete { upstream_reusable: pending.is_empty() },
+                Err(_) => Relay::Broken,
+            }
+        }
+        Framing::Length(mut remaining) => {
+            let take = (pending.len() as u64).min(remaining) as usize;
+            let extra = pending.len() > take;
+            out.extend_from_slice(&pending[..take]);
+            remaining -= take as u64;
+            let (result, mut buf) = write_all(&mut client.io, out).await;
+            if result.is_err() {
+                return Relay::Broken;
+            }
+            while remaining > 0 {
+                buf.clear();
+                let (result, next) = read_append(upstream, buf, COPY_BUF).await;
+                buf = next;
+                match result {
+                    Ok(0) | Err(_) => return Relay::Broken,
+                    Ok(n) if n as u64 > remaining => {
+                        buf.truncate(remaining as usize);
+                        let _ = write_all(&mut client.io, buf).await;
+                        return Relay::Complete { upstream_reusable: false };
+                    }
+                    Ok(n) => remaining -= n as u64,
+                }
+                let (result, next) = write_all(&mut client.io, buf).await;
+                buf = next;
+                if result.is_err() {
+                    return Relay::Broken;
+                }
+            }
+            Relay::Complete { upstream_reusable: !extra }
+        }
+        Framing::Chunked => {
+            let mut scanner = ChunkedScanner::new();
+            let used = match scanner.scan(&pending, None) {
+                Ok(used) => used,
+                Err(_) => return Relay::Broken,
+            };
+            let extra = used < pending.len();
+            out.extend_from_slice(&pending[..used]);
+            let (result, mut buf) = write_all(&mut client.io, out).await;
+            if result.is_err() {
+                return Relay::Broken;
+            }
+            while !scanner.is_done() {
+                buf.clear();
+                let (result, next) = read_append(upstream, buf, COPY_BUF).await;
+                buf = next;
+                match result {
+                    Ok(0) | Err(_) => return Relay::Broken,
+                    Ok(_) => {}
+                }
+                let used = match scanner.scan(&buf, None) {
+                    Ok(used) => used,
+                    Err(error) => {
+                        tracing::warn!(%error, "engine sent a malformed chunked body");
+                        return Relay::Broken;
+                    }
+                };
+                if used < buf.len() {
+                    buf.truncate(used);
+                    let _ = write_all(&mut client.io, buf).await;
+                    return Relay::Complete { upstream_reusable: false };
+                }
+                let (result, next) = write_all(&mut client.io, buf).await;
+                buf = next;
+                if result.is_err() {
+                    return Relay::Broken;
+                }
+            }
+            Relay::Complete { upstream_reusable: !extra }
+        }
+        Framing::UntilClose => {
+            out.append(&mut pending);
+            let (result, mut buf) = write_all(&mut client.io, out).await;
+            if result.is_err() {
+                return Relay::Broken;
+            }
+            loop {
+                buf.clear();
+                let (result, next) = read_append(upstream, buf, COPY_BUF).await;
+                buf = next;
+                match result {
+                    Ok(0) => return Relay::Complete { upstream_reusable: false },
+                    Err(_) => return Relay::Broken,
+                    Ok(_) => {}
+                }
+                let (result, next) = write_all(&mut client.io, buf).await;
+                buf = next;
+                if result.is_err() {
+                    return Relay::Broken;
+                }
+            }
+        }
+    }
+}
+
+/// The request head as the engine gets it: original request line, headers
+/// without hop-by-hop fields or credentials, framing matching `body`.
+fn upstream_head(head: &RequestHead, body: &BodyPlan) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 64);
+    out.extend_from_slice(head.method().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let listed = head::connection_listed(head.headers());
+    let mut has_host = false;
+    for (name, value) in head.headers() {
+        if head::is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case("content-length")
+            || name.eq_ignore_ascii_case("expect")
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        has_host |= name.eq_ignore_ascii_case("host");
+        push_header(&mut out, name.as_bytes(), value);
+    }
+    if !has_host {
+        out.extend_from_slice(b"Host: docker\r\n");
+    }
+    if head.upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+        for value in head.headers().filter(|(n, _)| n.eq_ignore_ascii_case("upgrade")) {
+            push_header(&mut out, b"Upgrade", value.1);
+        }
+    }
+    match body {
+        BodyPlan::Empty => {
+            if head.framing != Framing::Empty || matches!(head.method(), "POST" | "PUT" | "PATCH") {
+                out.extend_from_slice(b"Content-Length: 0\r\n");
+            }
+        }
+        BodyPlan::Buffered(bytes) => {
+            out.extend_from_slice(format!("Content-Length: {}\r\n", bytes.len()).as_bytes());
+        }
+        BodyPlan::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        BodyPlan::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The response head as the client gets it.
+fn response_head_bytes(response: &ResponseHead, upgrade: bool, close: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(response.len() + 32);
+    out.extend_from_slice(format!("HTTP/1.1 {} ", response.status).as_bytes());
+    out.extend_from_slice(response.reason());
+    out.extend_from_slice(b"\r\n");
+    let listed = head::connection_listed(response.headers());
+    for (name, value) in response.headers() {
+        let keep_te = name.eq_ignore_ascii_case("transfer-encoding");
+        if (head::is_hop_by_hop(name) && !keep_te)
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        push_header(&mut out, name.as_bytes(), value);
+    }
+    if upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+        for value in response.headers().filter(|(n, _)| n.eq_ignore_ascii_case("upgrade")) {
+            push_header(&mut out, b"Upgrade", value.1);
+        }
+    } else if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn join(mut head: Vec<u8>, rest: &[u8]) -> Vec<u8> {
+    head.extend_from_slice(rest);
+    head
+}
+
+/// Raw-stream content types the engine uses for hijacked attach/exec.
+fn is_raw_stream(response: &ResponseHead) -> bool {
+    response.status == 200
+        && matches!(
+            response.media_type().as_str(),
+            "application/vnd.docker.raw-stream" | "application/vnd.docker.multiplexed-stream"
+        )
+}
+
+async fn respond_and_close<S: ClientIo>(client: &mut Client<S>, status: u16, message: &str) -> Next {
+    let _ = write_all(&mut client.io, json_error(status, message, &[], true)).await;
+    Next::Close
+}
+
+/// Reads a whole request body (for inspection), up to `cap` bytes of data.
+pub async fn read_body<S: ClientIo>(
+    client: &mut Client<S>,
+    framing: Framing,
+    cap: usize,
+    expect_continue: bool,
+) -> Result<Vec<u8>, BodyReadError> {
+    if expect_continue && framing != Framing::Empty {
+        let (result, _) =
+            write_all(&mut client.io, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+        result.map_err(|_| BodyReadError::Closed)?;
+    }
+    match framing {
+        Framing::Empty | Framing::UntilClose => Ok(Vec::new()),
+        Framing::Length(n) => {
+            if n > cap as u64 {
+                return Err(BodyReadError::TooLarge);
+            }
+            let n = n as usize;
+            while client.buf.len() < n {
+                let buf = std::mem::take(&mut client.buf);
+                let spare = (n - buf.len()).min(COPY_BUF);
+                let (result, buf) = read_append(&mut client.io, buf, spare).await;
+                client.buf = buf;
+                match result {
+                    Ok(0) | Err(_) => return Err(BodyReadError::Closed),
+                    Ok(_) => {}
+                }
+            }
+            let rest = client.buf.split_off(n);
+            Ok(std::mem::replace(&mut client.buf, rest))
+        }
+        Framing::Chunked => {
+            let mut scanner = ChunkedScanner::new();
+            let mut decoded = Vec::new();
+            loop {
+                let used = scanner
+                    .scan(&client.buf, Some(&mut decoded))
+                    .map_err(BodyReadError::Framing)?;
+                client.buf.drain(..used);
+                if decoded.len() > cap {
+                    return Err(BodyReadError::TooLarge);
+                }
+                if scanner.is_done() {
+                    return Ok(decoded);
+                }
+                let buf = std::mem::take(&mut client.buf);
+                let (result, buf) = read_append(&mut client.io, buf, COPY_BUF).await;
+                client.buf = buf;
+                match result {
+                    Ok(0) | Err(_) => return Err(BodyReadError::Closed),
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Why an inspected body could not be read.
+#[derive(Debug)]
+pub enum BodyReadError {
+    TooLarge,
+    Closed,
+    Framing(ParseError),
+}
+
+impl BodyPlan {
+    fn inline_len(&self) -> usize {
+        match self {
+            BodyPlan::Buffered(bytes) => bytes.len(),
+            _ => 0,
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_head_drops_credentials_and_hop_by_hop_fields() {
+        let raw = "POST /v1.41/containers/create?name=x HTTP/1.1\r\nHost: h\r\n\
+                   Authorization: Bearer secret\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
+                   Keep-Alive: timeout=5\r\nTE: trailers\r\nContent-Type: application/json\r\n\
+                   Content-Length: 2\r\nExpect: 100-continue\r\n\r\n";
+        let head = head::parse_request(raw.as_bytes(), 65536).unwrap().unwrap();
+        let out = String::from_utf8(upstream_head(&head, &BodyPlan::Length(2))).unwrap();
+        assert!(out.starts_with("POST /v1.41/containers/create?name=x HTTP/1.1\r\n"));
+        for gone in ["Authorization", "X-Hop", "Keep-Alive", "TE:", "Connection", "Expect"] {
+            assert!(!out.contains(gone), "{gone} forwarded in {out}");
+        }
+        assert!(out.contains("Content-Type: application/json\r\n"));
+        assert!(out.contains("Content-Length: 2\r\n"));
+        assert!(out.contains("Host: h\r\n"));
+    }
+
+    #[test]
+    fn upstream_head_keeps_upgrade_headers_for_upgrades() {
+        let raw = "POST /exec/1/start HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
+                   Upgrade: tcp\r\nContent-Length: 2\r\n\r\n";
+        let head = head::parse_request(raw.as_bytes(), 65536).unwrap().unwrap();
+        let out = String::from_utf8(upstream_head(&head, &BodyPlan::Buffered(b"{}".to_vec()))).unwrap();
+        assert!(out.contains("Connection: Upgrade\r\n"));
+        assert!(out.contains("Upgrade: tcp\r\n"));
+        assert!(out.ends_with("Content-Length: 2\r\n\r\n"));
+    }
+
+    #[test]
+    fn response_head_marks_close_and_drops_hop_by_hop() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nKeep-Alive: x\r\n\
+                   Transfer-Encoding: chunked\r\n\r\n";
+        let response = head::parse_response(raw.as_bytes(), 65536).unwrap().unwrap();
+        let out = String::from_utf8(response_head_bytes(&response, false, true)).unwrap();
+        assert!(out.contains("Transfer-Encoding: chunked\r\n"));
+        assert!(!out.contains("Keep-Alive"));
+        assert!(out.ends_with("Connection: close\r\n\r\n"));
+    }
+}

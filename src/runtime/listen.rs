@@ -1,0 +1,116 @@
+//! Listening sockets and each worker's accept loop.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::net::TcpListener;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::Shared;
+use crate::http::response::json_error;
+use crate::proxy::conn::{serve, Client};
+use crate::proxy::io::write_all;
+use crate::proxy::Worker;
+use crate::upstream::pool::Pool;
+
+/// Binds one `SO_REUSEPORT` listener per worker on the same address. The
+/// first bind is made without `SO_REUSEPORT` sharing in mind: if another
+/// process already holds the port, start-up fails instead of silently
+/// sharing its connections. Port 0 picks a free port for all workers.
+pub fn bind_all(bind: IpAddr, port: u16, workers: usize) -> io::Result<Vec<StdListener>> {
+    let probe = new_socket(bind, false)?;
+    probe.bind(&SocketAddr::new(bind, port).into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                e.kind(),
+                format!("{bind}:{port} is already in use by another process; stop it or set global.port"),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("cannot bind {bind}:{port}: {e}"))
+        }
+    })?;
+    let port = probe.local_addr()?.as_socket().map(|a| a.port()).unwrap_or(port);
+    drop(probe);
+
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers.max(1) {
+        let socket = new_socket(bind, true)?;
+        socket
+            .bind(&SocketAddr::new(bind, port).into())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {bind}:{port}: {e}")))?;
+        socket.listen(4096)?;
+        socket.set_nonblocking(true)?;
+        listeners.push(StdListener::from(socket));
+    }
+    Ok(listeners)
+}
+
+fn new_socket(bind: IpAddr, reuse_port: bool) -> io::Result<Socket> {
+    let domain = if bind.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
+    if bind.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    Ok(socket)
+}
+
+/// Accepts connections on one core until the process drains.
+pub async fn accept_loop(core: usize, shared: Arc<Shared>, listener: StdListener) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(core, %error, "cannot register listener with the runtime");
+            std::process::exit(1);
+        }
+    };
+    let pool = Pool::new(shared.socket.clone(), shared.snapshot.load().settings.limits.upstream_connect);
+    let worker = Rc::new(Worker { core, shared: shared.clone(), pool });
+    loop {
+        let accepted = listener.accept().await;
+        if shared.is_draining() {
+            return;
+        }
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(core, %error, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let max = shared.snapshot.load().settings.limits.max_connections;
+        if !shared.try_open_connection(max) {
+            monoio::spawn(refuse_over_limit(stream));
+            continue;
+        }
+        let worker = worker.clone();
+        monoio::spawn(async move {
+            let shared = worker.shared.clone();
+            let client = Client { io: stream, buf: Vec::new(), addr: unmap(addr), peer_cert: None };
+            serve(client, worker).await;
+            shared.close_connection();
+        });
+    }
+}
+
+async fn refuse_over_limit(mut stream: monoio::net::TcpStream) {
+    let message = "the proxy is at limits.max_connections; retry later";
+    let _ = write_all(&mut stream, json_error(503, message, &[], true)).await;
+}
+
+/// IPv4-mapped IPv6 peers are treated as IPv4.
+pub fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}

@@ -1,0 +1,199 @@
+//! Thread per core: one pinned monoio runtime per worker, each with its own
+//! `SO_REUSEPORT` listener, plus the state all workers share.
+//!
+//! The compiled configuration is one immutable [`Snapshot`] behind an
+//! `ArcSwap`; a request loads it once and keeps it to the end, and a reload
+//! swaps the pointer. Nothing a request touches takes a lock.
+
+pub mod listen;
+pub mod signals;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Settings;
+use crate::upstream::socket::SocketChoice;
+
+/// One immutable view of the configuration, used whole by each request.
+pub struct Snapshot {
+    pub settings: Settings,
+}
+
+/// State shared by every worker thread.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub socket: SocketChoice,
+    connections: AtomicUsize,
+    draining: AtomicBool,
+    /// Unix seconds of the last successful engine `_ping`, 0 if none.
+    last_ping: AtomicU64,
+    /// Duplicates of the listening sockets, shut down to stop accepting.
+    listeners: std::sync::Mutex<Vec<std::net::TcpListener>>,
+}
+
+/// How long a successful `_ping` keeps `/readyz` green.
+const READY_WINDOW: u64 = 15;
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, socket: SocketChoice) -> Self {
+        Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            socket,
+            connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            last_ping: AtomicU64::new(0),
+            listeners: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Keeps a duplicate of a listening socket so draining can wake the
+    /// worker blocked in `accept`.
+    pub fn register_listener(&self, listener: &std::net::TcpListener) -> std::io::Result<()> {
+        let copy = listener.try_clone()?;
+        if let Ok(mut listeners) = self.listeners.lock() {
+            listeners.push(copy);
+        }
+        Ok(())
+    }
+
+    /// Stops accepting: pending accepts fail and the accept loops end.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        if let Ok(listeners) = self.listeners.lock() {
+            for listener in listeners.iter() {
+                let _ = socket2::SockRef::from(listener).shutdown(std::net::Shutdown::Read);
+            }
+        }
+    }
+
+    /// Counts a new client connection unless the limit is reached.
+    pub fn try_open_connection(&self, max: usize) -> bool {
+        let previous = self.connections.fetch_add(1, Ordering::Relaxed);
+        if previous >= max {
+            self.connections.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    pub fn close_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    pub fn engine_ready(&self) -> bool {
+        let last = self.last_ping.load(Ordering::Relaxed);
+        last != 0 && unix_now().saturating_sub(last) <= READY_WINDOW
+    }
+
+    pub fn mark_engine_ping(&self) {
+        self.last_ping.store(unix_now(), Ordering::Relaxed);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Which I/O driver the workers run on.
+pub fn driver_name() -> &'static str {
+    if monoio::utils::detect_uring() {
+        "io_uring"
+    } else {
+        "epoll"
+    }
+}
+
+/// Starts `workers` pinned runtimes serving `listeners` (one each) and
+/// returns their thread handles.
+pub fn start_workers(
+    shared: Arc<Shared>,
+    listeners: Vec<std::net::TcpListener>,
+) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut handles = Vec::new();
+    for (core, listener) in listeners.into_iter().enumerate() {
+        shared.register_listener(&listener)?;
+        let shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{core}"))
+            .spawn(move || {
+                if let Err(error) = monoio::utils::bind_to_cpu_set([core % cpus]) {
+                    tracing::warn!(core, ?error, "could not pin worker to its CPU");
+                }
+                let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .enable_timer()
+                    .with_entries(1024)
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(core, %error, "cannot start worker runtime");
+                        std::process::exit(1);
+                    }
+                };
+                runtime.block_on(listen::accept_loop(core, shared, listener));
+            })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Periodically asks the engine for `_ping` on a plain thread, so that
+/// `/readyz` reflects the engine and a missing socket is logged.
+pub fn start_engine_watch(shared: Arc<Shared>) {
+    let _ = std::thread::Builder::new().name("engine-watch".into()).spawn(move || {
+        let mut was_ready = None;
+        loop {
+            let ready = ping_engine(&shared.socket);
+            match (&ready, was_ready) {
+                (Ok(()), Some(true)) => {}
+                (Ok(()), _) => tracing::info!(socket = %shared.socket.describe(), "engine answers _ping"),
+                (Err(error), Some(false)) => tracing::debug!(%error, "engine still unreachable"),
+                (Err(error), _) => tracing::error!(%error, "engine unreachable; answering 502 until it is back"),
+            }
+            if ready.is_ok() {
+                shared.mark_engine_ping();
+            }
+            was_ready = Some(ready.is_ok());
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    });
+}
+
+fn ping_engine(socket: &SocketChoice) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let path = socket.current().map_err(|tried| {
+        let tried: Vec<_> = tried.iter().map(|p| p.display().to_string()).collect();
+        format!("no Docker Engine socket found (tried {})", tried.join(", "))
+    })?;
+    let describe = |e: std::io::Error| format!("{}: {e}", path.display());
+    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(describe)?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).map_err(describe)?;
+    stream
+        .write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        .map_err(describe)?;
+    let mut reply = Vec::new();
+    let _ = stream.take(4096).read_to_end(&mut reply);
+    if reply.starts_with(b"HTTP/1.1 200") || reply.starts_with(b"HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!("{}: _ping did not answer 200", path.display()))
+    }
+}
+
+/// Address text for logs, with IPv6 in brackets.
+pub fn show_addr(addr: &SocketAddr) -> String {
+    addr.to_string()
+}

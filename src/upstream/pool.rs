@@ -1,0 +1,100 @@
+//! Per-core keep-alive connections to the engine.
+//!
+//! A connection goes back to the pool only after a response ended exactly
+//! where its framing said. Before one is reused, a non-blocking peek tells
+//! whether the engine closed it (or sent bytes nobody asked for); such a
+//! connection is dropped, never written to.
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use monoio::net::UnixStream;
+
+use super::socket::SocketChoice;
+use super::Error;
+
+/// Idle connections kept per core.
+const MAX_IDLE: usize = 64;
+/// An idle connection older than this is closed rather than reused.
+const MAX_IDLE_AGE: Duration = Duration::from_secs(60);
+
+/// A checked-out engine connection.
+pub struct Conn {
+    pub stream: UnixStream,
+    /// It came from the pool (so a failure before any response byte may be
+    /// the engine having closed it just now).
+    pub reused: bool,
+}
+
+/// One core's connections to the engine socket.
+pub struct Pool {
+    socket: SocketChoice,
+    connect_timeout: Duration,
+    idle: RefCell<Vec<(UnixStream, Instant)>>,
+}
+
+impl Pool {
+    pub fn new(socket: SocketChoice, connect_timeout: Duration) -> Self {
+        Pool { socket, connect_timeout, idle: RefCell::new(Vec::new()) }
+    }
+
+    pub fn socket(&self) -> &SocketChoice {
+        &self.socket
+    }
+
+    /// A live pooled connection, or a new one.
+    pub async fn checkout(&self) -> Result<Conn, Error> {
+        if let Some(stream) = self.take_idle() {
+            return Ok(Conn { stream, reused: true });
+        }
+        self.connect().await.map(|stream| Conn { stream, reused: false })
+    }
+
+    /// A new connection, never one from the pool.
+    pub async fn connect(&self) -> Result<UnixStream, Error> {
+        let path = self.socket.current().map_err(|tried| Error::NoSocket { tried })?;
+        match monoio::time::timeout(self.connect_timeout, UnixStream::connect(path)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(source)) => Err(Error::Connect { path: path.to_path_buf(), source }),
+            Err(_) => Err(Error::ConnectTimeout { path: path.to_path_buf() }),
+        }
+    }
+
+    /// Returns a connection whose last response ended cleanly.
+    pub fn checkin(&self, stream: UnixStream) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < MAX_IDLE {
+            idle.push((stream, Instant::now()));
+        }
+    }
+
+    /// Connections currently idle in this core's pool.
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
+    fn take_idle(&self) -> Option<UnixStream> {
+        let mut idle = self.idle.borrow_mut();
+        while let Some((stream, since)) = idle.pop() {
+            if since.elapsed() < MAX_IDLE_AGE && is_open_and_quiet(&stream) {
+                return Some(stream);
+            }
+        }
+        None
+    }
+}
+
+/// True when the engine has neither closed the connection nor sent
+/// anything on it while it sat idle.
+fn is_open_and_quiet(stream: &UnixStream) -> bool {
+    // SAFETY: the fd belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let socket = socket2::SockRef::from(&fd);
+    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
+    match socket.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        Ok(_) => false,
+    }
+}
