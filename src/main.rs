@@ -4,8 +4,10 @@
 //! This file parses the command line, loads the configuration, and starts
 //! the workers; everything else lives in the modules below.
 
+mod audit;
 mod config;
 mod http;
+mod metrics;
 mod proxy;
 mod runtime;
 mod upstream;
