@@ -5,11 +5,13 @@
 //! the workers; everything else lives in the modules below.
 
 mod audit;
+mod auth;
 mod config;
 mod http;
 mod metrics;
 mod proxy;
 mod runtime;
+mod tls;
 mod upstream;
 
 use std::sync::Arc;
@@ -66,7 +68,20 @@ fn run() -> anyhow::Result<()> {
         socket = %socket.describe(),
         "docker-api-proxy started"
     );
-    let shared = Arc::new(Shared::new(Snapshot { settings }, socket));
+    let metrics = Arc::new(metrics::Metrics::new(settings.workers));
+    let mode = match std::env::var("DOCKER_PROXY_SECRET") {
+        Ok(secret) if !secret.is_empty() => config::AuthMode::Bearer { tokens: Vec::new(), secret: Some(secret) },
+        _ => config::AuthMode::None,
+    };
+    let lockout = config::Lockout {
+        failures: 10,
+        window: std::time::Duration::from_secs(60),
+        duration: std::time::Duration::from_secs(300),
+    };
+    let auth = auth::Authenticator::new(&mode, &lockout, Arc::new(auth::LockoutTable::new()));
+    let audit = audit::AuditLog::disabled(metrics.clone());
+    let snapshot = Snapshot { settings, auth, tls: None, audit };
+    let shared = Arc::new(Shared::new(snapshot, socket, metrics));
     runtime::start_engine_watch(shared.clone());
     let _workers = runtime::start_workers(shared.clone(), listeners).context("cannot start workers")?;
     runtime::signals::run(shared).context("cannot install signal handlers")?;

@@ -56,3 +56,44 @@ impl Settings {
         }
     }
 }
+
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+    pub require_client_cert: bool,
+}
+
+pub enum AuthMode {
+    None,
+    Bearer {
+        tokens: Vec<TokenEntry>,
+        secret: Option<String>,
+    },
+    Mtls {
+        cert_role_map: Vec<(String, String)>,
+        default_role: Option<String>,
+    },
+    FailClosed {
+        reason: String,
+    },
+}
+
+pub struct TokenEntry {
+    pub token: String,
+    pub role: String,
+    pub name: Option<String>,
+}
+
+pub struct Lockout {
+    pub failures: u32,
+    pub window: Duration,
+    pub duration: Duration,
+}
+
+pub struct ConfigError {
+    pub location: String,
+    pub what: String,
+    pub why: String,
+    pub fix: String,
+}

@@ -4,10 +4,14 @@
 //! Returns either a response the proxy writes itself or a plan for the
 //! body. Authentication and policy evaluation plug in here.
 
+use std::time::Instant;
+
 use monoio::io::AsyncReadRent;
 
 use super::conn::{Client, ClientIo};
 use super::Worker;
+use crate::audit::{Event, Record};
+use crate::auth::{AuthOutcome, Identity};
 use crate::http::head::{Framing, RequestHead};
 use crate::http::response::{json_error, with_body};
 use crate::http::target;
@@ -61,6 +65,11 @@ where
             return refuse(400, &error.to_string(), head);
         }
     };
+    let identity = match authenticate(client, head, &target.path, snapshot, worker) {
+        Ok(identity) => identity,
+        Err(admission) => return admission,
+    };
+    let _ = &identity;
     if is_form_body(head) {
         let message = "form-encoded request bodies are refused: the engine would read \
                        parameters from them that rules cannot see; send them in the query";
@@ -74,6 +83,91 @@ where
         Framing::UntilClose => BodyPlan::Empty,
     };
     Admission::Forward { body, context: RequestContext::default() }
+}
+
+/// Authenticates the request; a refusal is counted and audited here.
+fn authenticate<S>(
+    client: &Client<S>,
+    head: &RequestHead,
+    path: &str,
+    snapshot: &Snapshot,
+    worker: &Worker,
+) -> Result<Identity, Admission> {
+    let authorization = head.header("authorization");
+    let peer_cert = client.peer_cert.as_deref();
+    let outcome = snapshot.auth.authenticate(client.addr.ip(), authorization, peer_cert, Instant::now());
+    let event = AuditEvent { client_ip: client.addr.ip(), head, path, identity: None };
+    match outcome {
+        AuthOutcome::Ok(identity) => Ok(identity),
+        AuthOutcome::Unauthorized(message) => {
+            worker.counters.auth_failure();
+            tracing::info!(client.addr = %client.addr, http.path = %path, reason = message, "authentication failed");
+            event.record(snapshot, Event::AuthFailure, None, 401, false, message);
+            let mut admission = refuse(401, message, head);
+            if let Admission::Respond { response, close } = &mut admission {
+                *response = json_error(
+                    401,
+                    message,
+                    &[("WWW-Authenticate", "Bearer realm=\"docker-api-proxy\"".into())],
+                    *close,
+                );
+            }
+            Err(admission)
+        }
+        AuthOutcome::LockedOut { retry_after } => {
+            worker.counters.rate_limited();
+            let message = format!(
+                "too many failed authentication attempts from {}; retry in {retry_after} s",
+                client.addr.ip()
+            );
+            tracing::info!(client.addr = %client.addr, retry_after, "client locked out");
+            event.record(snapshot, Event::Lockout, None, 429, false, &message);
+            let close = head.framing != Framing::Empty || !head.keep_alive;
+            let extra = [("Retry-After", retry_after.to_string())];
+            Err(Admission::Respond { response: json_error(429, &message, &extra, close), close })
+        }
+    }
+}
+
+/// What an audit record says about the request.
+pub struct AuditEvent<'a> {
+    pub client_ip: std::net::IpAddr,
+    pub head: &'a RequestHead,
+    pub path: &'a str,
+    pub identity: Option<&'a Identity>,
+}
+
+impl AuditEvent<'_> {
+    pub fn record(
+        &self,
+        snapshot: &Snapshot,
+        event: Event,
+        rule: Option<(&str, &str)>,
+        status: u16,
+        dry_run: bool,
+        message: &str,
+    ) {
+        if !snapshot.audit.is_enabled() {
+            return;
+        }
+        let user_agent =
+            self.head.header("user-agent").map(|v| String::from_utf8_lossy(v).into_owned());
+        snapshot.audit.record(Record {
+            timestamp: Record::now(),
+            event,
+            peer_ip: self.client_ip.to_string(),
+            method: self.head.method().to_owned(),
+            path: self.path.to_owned(),
+            user_agent,
+            user_role: self.identity.and_then(|i| i.role.as_deref()).map(str::to_owned),
+            identity: self.identity.and_then(|i| i.name.as_deref()).map(str::to_owned),
+            rule_name: rule.map(|r| r.0.to_owned()),
+            rule_action: rule.map(|r| r.1.to_owned()),
+            status,
+            dry_run,
+            message: message.to_owned(),
+        });
+    }
 }
 
 /// `application/x-www-form-urlencoded`, in any case, with any parameters.

@@ -133,7 +133,13 @@ async fn exchange<S: ClientIo>(
 ) -> Next {
     let admission = admit::admit(client, &head, snapshot, worker).await;
     let (plan, context) = match admission {
-        Admission::Respond { response, close } => {
+        Admission::Respond { mut response, close } => {
+            if head.method() == "HEAD" {
+                // RFC 9110 9.3.2: same head as GET, no body.
+                if let Some(end) = memchr::memmem::find(&response, b"\r\n\r\n") {
+                    response.truncate(end + 4);
+                }
+            }
             let (result, _) = write_all(&mut client.io, response).await;
             return if close || result.is_err() || !head.keep_alive {
                 Next::Close

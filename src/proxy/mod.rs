@@ -9,6 +9,7 @@ pub mod tunnel;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::WorkerCounters;
 use crate::runtime::{Shared, Snapshot};
 use crate::upstream::pool::Pool;
 
@@ -17,6 +18,7 @@ pub struct Worker {
     pub core: usize,
     pub shared: Arc<Shared>,
     pub pool: Pool,
+    pub counters: Arc<WorkerCounters>,
 }
 
 impl Worker {
@@ -29,11 +31,19 @@ impl Worker {
         self.shared.is_draining()
     }
 
-    pub fn count_request(&self) {}
+    pub fn count_request(&self) {
+        self.counters.request();
+    }
 
-    pub fn count_upgrade(&self) {}
+    pub fn count_upgrade(&self) {
+        self.counters.upgrade();
+    }
 
-    pub fn count_upstream_error(&self) {}
+    pub fn count_upstream_error(&self) {
+        self.counters.upstream_error();
+    }
 
-    pub fn record_upstream_latency(&self, _elapsed: Duration) {}
+    pub fn record_upstream_latency(&self, elapsed: Duration) {
+        self.counters.upstream_latency(elapsed);
+    }
 }

@@ -69,7 +69,8 @@ pub async fn accept_loop(core: usize, shared: Arc<Shared>, listener: StdListener
         }
     };
     let pool = Pool::new(shared.socket.clone(), shared.snapshot.load().settings.limits.upstream_connect);
-    let worker = Rc::new(Worker { core, shared: shared.clone(), pool });
+    let counters = shared.metrics.worker(core);
+    let worker = Rc::new(Worker { core, shared: shared.clone(), pool, counters });
     loop {
         let accepted = listener.accept().await;
         if shared.is_draining() {
@@ -92,10 +93,30 @@ pub async fn accept_loop(core: usize, shared: Arc<Shared>, listener: StdListener
         let worker = worker.clone();
         monoio::spawn(async move {
             let shared = worker.shared.clone();
-            let client = Client { io: stream, buf: Vec::new(), addr: unmap(addr), peer_cert: None };
-            serve(client, worker).await;
+            start_connection(stream, unmap(addr), worker).await;
             shared.close_connection();
         });
+    }
+}
+
+/// Runs the TLS handshake when TLS is configured, then serves HTTP.
+async fn start_connection(stream: monoio::net::TcpStream, addr: SocketAddr, worker: Rc<Worker>) {
+    let snapshot = worker.snapshot();
+    let Some(tls) = snapshot.tls.clone() else {
+        drop(snapshot);
+        let client = Client { io: stream, buf: Vec::new(), addr, peer_cert: None };
+        return serve(client, worker).await;
+    };
+    let timeout = snapshot.settings.limits.header_timeout;
+    drop(snapshot);
+    match monoio::time::timeout(timeout, crate::tls::accept(tls, stream)).await {
+        Ok(Ok(accepted)) => {
+            let peer_cert = accepted.peer_cert.map(|cert| cert.to_vec());
+            let client = Client { io: accepted.stream, buf: Vec::new(), addr, peer_cert };
+            serve(client, worker).await;
+        }
+        Ok(Err(error)) => tracing::debug!(client.addr = %addr, %error, "tls handshake failed"),
+        Err(_) => tracing::debug!(client.addr = %addr, "tls handshake timed out"),
     }
 }
 

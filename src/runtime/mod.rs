@@ -15,18 +15,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
+use crate::audit::AuditLog;
+use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::upstream::socket::SocketChoice;
 
 /// One immutable view of the configuration, used whole by each request.
 pub struct Snapshot {
     pub settings: Settings,
+    pub auth: Authenticator,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub audit: AuditLog,
 }
 
 /// State shared by every worker thread.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub socket: SocketChoice,
+    pub metrics: Arc<Metrics>,
     connections: AtomicUsize,
     draining: AtomicBool,
     /// Unix seconds of the last successful engine `_ping`, 0 if none.
@@ -39,10 +46,11 @@ pub struct Shared {
 const READY_WINDOW: u64 = 15;
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, socket: SocketChoice) -> Self {
+    pub fn new(snapshot: Snapshot, socket: SocketChoice, metrics: Arc<Metrics>) -> Self {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             socket,
+            metrics,
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             last_ping: AtomicU64::new(0),

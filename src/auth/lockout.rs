@@ -1,0 +1,136 @@
+//! Failed-attempt counters per client IP, shared by every core.
+//!
+//! One `LockoutTable` lives for the whole process: each configuration
+//! snapshot's `Authenticator` holds an `Arc` to it, so a reload neither
+//! forgets recent failures nor lifts a running lockout. The table keeps
+//! state only; the thresholds (`Lockout`) come from the current snapshot
+//! and are passed to every call.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::config::Lockout;
+
+/// Failure counters and lockouts keyed by client IP.
+///
+/// Operations lock one shard of a concurrent map, never the whole table.
+#[derive(Debug, Default)]
+pub struct LockoutTable {
+    clients: DashMap<IpAddr, ClientFailures>,
+}
+
+/// What the table knows about one client IP.
+#[derive(Debug, Default)]
+struct ClientFailures {
+    /// Times of the failures still inside the window, oldest first. Never
+    /// longer than `Lockout::failures`.
+    recent: VecDeque<Instant>,
+    /// When the current lockout started, if one is running or has not been
+    /// cleared yet.
+    locked_at: Option<Instant>,
+}
+
+impl LockoutTable {
+    /// Creates an empty table.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Seconds until `ip` may try again, or `None` when it is not locked
+    /// out. The value is rounded up and at least 1, fit for `Retry-After`.
+    pub fn retry_after(&self, ip: IpAddr, settings: &Lockout, now: Instant) -> Option<u64> {
+        let entry = self.clients.get(&ip)?;
+        let locked_at = entry.locked_at?;
+        remaining(locked_at, settings.duration, now).map(whole_seconds_up)
+    }
+
+    /// Records one failed attempt from `ip` and returns true when this
+    /// failure starts a lockout.
+    ///
+    /// A lockout starts when `settings.failures` failures fall inside
+    /// `settings.window`. A `failures` of 0 disables lockout.
+    pub fn record_failure(&self, ip: IpAddr, settings: &Lockout, now: Instant) -> bool {
+        let limit = settings.failures as usize;
+        if limit == 0 {
+            return false;
+        }
+        let mut entry = self.clients.entry(ip).or_default();
+
+        if let Some(locked_at) = entry.locked_at {
+            if remaining(locked_at, settings.duration, now).is_some() {
+                return false;
+            }
+            entry.locked_at = None;
+        }
+
+        let recent = &mut entry.recent;
+        while recent
+            .front()
+            .is_some_and(|t| !within(*t, settings.window, now))
+        {
+            recent.pop_front();
+        }
+        if recent.len() >= limit {
+            recent.pop_front();
+        }
+        recent.push_back(now);
+
+        if recent.len() < limit {
+            return false;
+        }
+        recent.clear();
+        entry.locked_at = Some(now);
+        true
+    }
+
+    /// Removes clients with no running lockout and no failure inside the
+    /// window; returns how many were removed. Call it now and then (for
+    /// example once a minute) so the table does not grow with every IP
+    /// that ever failed once.
+    pub fn sweep(&self, settings: &Lockout, now: Instant) -> usize {
+        let before = self.clients.len();
+        self.clients.retain(|_, client| {
+            let locked = client
+                .locked_at
+                .is_some_and(|at| remaining(at, settings.duration, now).is_some());
+            let counting = client
+                .recent
+                .back()
+                .is_some_and(|t| within(*t, settings.window, now));
+            locked || counting
+        });
+        before.saturating_sub(self.clients.len())
+    }
+
+    /// Number of client IPs currently tracked.
+    pub fn len(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// True when no client IP is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
+
+/// True when `at` lies less than `window` before `now`. An `at` later than
+/// `now` (another core's clock reading taken a moment after ours) counts as
+/// inside.
+fn within(at: Instant, window: Duration, now: Instant) -> bool {
+    now.saturating_duration_since(at) < window
+}
+
+/// Time left of a lockout that started at `locked_at`, `None` once over.
+fn remaining(locked_at: Instant, duration: Duration, now: Instant) -> Option<Duration> {
+    let left = duration.saturating_sub(now.saturating_duration_since(locked_at));
+    (!left.is_zero()).then_some(left)
+}
+
+fn whole_seconds_up(left: Duration) -> u64 {
+    let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    seconds.max(1)
+}
