@@ -66,6 +66,7 @@ pub fn require_engine(test: &str) -> bool {
 
 /// Skips (returns from) the calling test when no engine is available.
 
+#[allow(unused_macros)]
 macro_rules! require_engine {
     () => {
         if !support::require_engine(module_path!()) {
@@ -699,6 +700,35 @@ impl RawClient {
         response
     }
 
+    /// Reads the body belonging to an already read head.
+    pub fn read_body_for(&mut self, head: &Response, method: &str) -> Vec<u8> {
+        self.read_body(head, method)
+    }
+
+    /// Reads until the received bytes contain `needle` (nothing consumed).
+    pub fn wait_for_bytes(&mut self, needle: &[u8]) {
+        while find(&self.buf, needle).is_none() {
+            self.fill_or_panic("expected bytes");
+        }
+    }
+
+    /// Streams `length` body bytes through `sink` without keeping them.
+    pub fn stream_body(&mut self, length: u64, mut sink: impl FnMut(&[u8])) {
+        let mut left = length;
+        loop {
+            let take = (left as usize).min(self.buf.len());
+            if take > 0 {
+                sink(&self.buf[..take]);
+                self.buf.drain(..take);
+                left -= take as u64;
+            }
+            if left == 0 {
+                return;
+            }
+            self.fill_or_panic("a streamed body");
+        }
+    }
+
     pub fn read_response(&mut self) -> Response {
         self.read_response_for("GET")
     }
@@ -873,7 +903,24 @@ impl EngineConn {
 
     /// Reads the next request head; `None` on a clean EOF between
     /// requests or a read error. The body is left unread.
+    ///
+    /// The proxy pings the engine on its own (readiness); `GET`/`HEAD
+    /// /_ping` is answered here so that test logic never sees those.
     pub fn read_head(&mut self) -> Option<EngineRequest> {
+        loop {
+            let request = self.read_any_head()?;
+            let bodiless = !request.has_header("content-length") && !request.has_header("transfer-encoding");
+            if request.target == "/_ping" && bodiless && request.method == "GET" {
+                self.respond(200, "text/plain", b"OK");
+            } else if request.target == "/_ping" && bodiless && request.method == "HEAD" {
+                self.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n");
+            } else {
+                return Some(request);
+            }
+        }
+    }
+
+    fn read_any_head(&mut self) -> Option<EngineRequest> {
         let end = loop {
             if let Some(i) = find(&self.buf, b"\r\n\r\n") {
                 break i;
@@ -1119,6 +1166,7 @@ pub fn query_pairs(target: &str) -> HashMap<String, String> {
 
 /// Generates one `#[test]` per driver calling `$body(Driver)`.
 
+#[allow(unused_macros)]
 macro_rules! on_both_drivers {
     ($($name:ident => $body:path;)+) => {
         $(
