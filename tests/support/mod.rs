@@ -125,6 +125,9 @@ pub struct ProxyOptions {
     pub auth_yaml: Option<String>,
     /// Leave the auth section out (fail-closed tests).
     pub omit_auth: bool,
+    /// Do not set `DOCKER_PROXY_PORT`/`DOCKER_SOCKET`: the config file
+    /// alone must carry the port and socket.
+    pub config_only: bool,
     pub env: Vec<(String, String)>,
 }
 
@@ -137,6 +140,7 @@ impl ProxyOptions {
             limits: Vec::new(),
             auth_yaml: None,
             omit_auth: false,
+            config_only: false,
             env: Vec::new(),
         }
     }
@@ -148,6 +152,21 @@ impl ProxyOptions {
 
     pub fn limit(mut self, key: &str, value: impl std::fmt::Display) -> Self {
         self.limits.push(format!("{key}: {value}"));
+        self
+    }
+
+    pub fn without_auth_section(mut self) -> Self {
+        self.omit_auth = true;
+        self
+    }
+
+    pub fn auth(mut self, yaml: &str) -> Self {
+        self.auth_yaml = Some(yaml.to_owned());
+        self
+    }
+
+    pub fn config_only(mut self) -> Self {
+        self.config_only = true;
         self
     }
 
@@ -219,7 +238,9 @@ impl Proxy {
         for _ in 0..3 {
             match Proxy::try_start(&options) {
                 Ok(proxy) => return proxy,
-                Err(error) => last_error = error,
+                // Only an early exit (a lost port race) is worth a retry.
+                Err(error) if error.starts_with("exited early") => last_error = error,
+                Err(error) => panic!("the proxy did not start: {error}"),
             }
         }
         panic!("the proxy did not start: {last_error}");
@@ -238,15 +259,19 @@ impl Proxy {
             .arg("--config")
             .arg(&config)
             .current_dir(dir.path())
-            .env("DOCKER_PROXY_PORT", port.to_string())
-            .env("DOCKER_SOCKET", &options.socket)
+            .env_remove("DOCKER_PROXY_PORT")
+            .env_remove("DOCKER_SOCKET")
             .env_remove("DOCKER_HOST")
             .env_remove("DOCKER_PROXY_SECRET")
             .env_remove("DOCKER_PROXY_CONFIG")
             .env_remove("MONOIO_FORCE_LEGACY_DRIVER")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        if !options.config_only {
+            command.env("DOCKER_PROXY_PORT", port.to_string()).env("DOCKER_SOCKET", &options.socket);
+        }
         if options.driver == Driver::Epoll {
             command.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
         }
