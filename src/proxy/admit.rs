@@ -8,9 +8,13 @@ use std::time::Instant;
 
 use monoio::io::AsyncReadRent;
 
-use super::conn::{Client, ClientIo};
+use std::sync::Arc;
+
+use super::conn::{read_body, BodyReadError, Client, ClientIo};
 use super::Worker;
 use crate::audit::{Event, Record};
+use crate::metrics::Mode;
+use crate::policy::{JsonBody, Request, ResponseFilter, Verdict};
 use crate::auth::{AuthOutcome, Identity};
 use crate::http::head::{Framing, RequestHead};
 use crate::http::response::{json_error, with_body};
@@ -31,11 +35,18 @@ pub enum BodyPlan {
 
 /// Per-request state that lives until the response is relayed.
 #[derive(Debug, Default)]
-pub struct RequestContext {}
+pub struct RequestContext {
+    /// Filters every JSON document of the response goes through.
+    pub filters: Option<Arc<ResponseFilter>>,
+}
 
 pub enum Admission {
+    /// Write this response; close afterwards when `close`.
     Respond { response: Vec<u8>, close: bool },
+    /// Forward the request.
     Forward { body: BodyPlan, context: RequestContext },
+    /// The client went away; nothing to answer.
+    Close,
 }
 
 fn refuse(status: u16, message: &str, head: &RequestHead) -> Admission {
@@ -69,20 +80,104 @@ where
         Ok(identity) => identity,
         Err(admission) => return admission,
     };
-    let _ = &identity;
     if is_form_body(head) {
         let message = "form-encoded request bodies are refused: the engine would read \
                        parameters from them that rules cannot see; send them in the query";
         return refuse(400, message, head);
     }
-    let _ = &target;
-    let body = match head.framing {
-        Framing::Empty => BodyPlan::Empty,
+    let method = head.method().to_ascii_uppercase();
+    let headers: Vec<(&str, &[u8])> = head.headers().collect();
+    let request = Request {
+        method: &method,
+        path: &target.path,
+        api_version: &target.api_version,
+        query: &target.query,
+        headers: &headers,
+        client_ip: client.addr.ip(),
+        role: identity.role.as_deref(),
+    };
+    let event = AuditEvent { client_ip: client.addr.ip(), head, path: &target.path, identity: Some(&identity) };
+
+    let mut plan = match head.framing {
+        Framing::Empty | Framing::UntilClose => BodyPlan::Empty,
         Framing::Length(n) => BodyPlan::Length(n),
         Framing::Chunked => BodyPlan::Chunked,
-        Framing::UntilClose => BodyPlan::Empty,
     };
-    Admission::Forward { body, context: RequestContext::default() }
+    let mut parsed = None;
+    if snapshot.policy.needs_body(&request) && head.framing != Framing::Empty {
+        let cap = snapshot.settings.limits.max_inspect_body;
+        let bytes = match read_body(client, head.framing, cap, head.expect_continue).await {
+            Ok(bytes) => bytes,
+            Err(BodyReadError::TooLarge) => {
+                let message = format!(
+                    "request body is larger than limits.max_inspect_body ({cap} bytes), \
+                     which a policy rule must inspect"
+                );
+                return respond_closing(413, &message);
+            }
+            Err(BodyReadError::Framing(error)) => return respond_closing(400, &error.to_string()),
+            Err(BodyReadError::Closed) => return Admission::Close,
+        };
+        if !bytes.is_empty() {
+            match JsonBody::parse(&bytes) {
+                Ok(body) => parsed = Some(body),
+                Err(error) => {
+                    let message = format!("request body refused: {error}");
+                    tracing::debug!(client.addr = %client.addr, %error, "uninspectable body");
+                    return respond_closing(400, &message);
+                }
+            }
+        }
+        plan = BodyPlan::Buffered(bytes);
+    }
+
+    let decision = snapshot.policy.evaluate(&request, parsed.as_ref(), Instant::now());
+    for rule in &decision.dry_run_hits {
+        worker.counters.dry_run();
+        worker.counters.rule_decision(rule, Mode::DryRun);
+        tracing::info!(policy.rule = %rule, client.addr = %client.addr, http.path = %target.path, "dry run: rule would refuse");
+        let message = format!("dry run: rule \"{rule}\" would refuse this request");
+        event.record(snapshot, Event::DryRun, Some((rule, "dry_run")), 200, true, &message);
+    }
+    match decision.verdict {
+        Verdict::Allow => {
+            let context = RequestContext { filters: decision.filters };
+            Admission::Forward { body: plan, context }
+        }
+        Verdict::Deny { status, message, retry_after } => {
+            let rule = decision.rule.as_deref().unwrap_or("default_action");
+            let action = decision.action.unwrap_or("default_action");
+            if let Some(rule) = &decision.rule {
+                worker.counters.rule_decision(rule, Mode::Enforced);
+            }
+            let kind = if action == "rate_limit" {
+                worker.counters.rate_limited();
+                Event::RateLimited
+            } else {
+                worker.counters.denied();
+                Event::Deny
+            };
+            tracing::info!(
+                policy.rule = rule,
+                decision = action,
+                client.addr = %client.addr,
+                client.identity = identity.name.as_deref().unwrap_or(""),
+                http.method = %method,
+                http.path = %target.path,
+                "denied by policy"
+            );
+            event.record(snapshot, kind, Some((rule, action)), status, false, &message);
+            let extra: Vec<(&str, String)> =
+                retry_after.map(|s| ("Retry-After", s.to_string())).into_iter().collect();
+            let unread = !matches!(plan, BodyPlan::Empty | BodyPlan::Buffered(_));
+            let close = unread || !head.keep_alive;
+            Admission::Respond { response: json_error(status, &message, &extra, close), close }
+        }
+    }
+}
+
+fn respond_closing(status: u16, message: &str) -> Admission {
+    Admission::Respond { response: json_error(status, message, &[], true), close: true }
 }
 
 /// Authenticates the request; a refusal is counted and audited here.
@@ -181,15 +276,21 @@ fn is_form_body(head: &RequestHead) -> bool {
 /// Health endpoints answered by the proxy itself.
 fn local_endpoint(head: &RequestHead, snapshot: &Snapshot, worker: &Worker) -> Option<Vec<u8>> {
     let health = &snapshot.settings.health;
-    if !health.enabled || !matches!(head.method(), "GET" | "HEAD") {
+    if !matches!(head.method(), "GET" | "HEAD") {
         return None;
     }
     let path = head.target().split(|&b| b == b'?').next().unwrap_or(b"");
     let close = !head.keep_alive;
-    if path == health.live_path.as_bytes() {
+    if health.enabled && path == health.live_path.as_bytes() {
         return Some(with_body(200, "text/plain", b"ok\n", close));
     }
-    if path == health.ready_path.as_bytes() {
+    let metrics = &snapshot.settings.metrics;
+    if metrics.enabled && path == metrics.path.as_bytes() {
+        let text = worker.shared.metrics.render(worker.shared.open_connections());
+        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+        return Some(with_body(200, content_type, text.as_bytes(), close));
+    }
+    if health.enabled && path == health.ready_path.as_bytes() {
         return Some(if worker.shared.engine_ready() {
             with_body(200, "text/plain", b"ready\n", close)
         } else {

@@ -14,6 +14,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::UnixStream;
 
 use super::admit::{self, Admission, BodyPlan};
+use super::filter;
+use crate::policy::ResponseFilter;
 use super::io::{read_append, write_all, COPY_BUF};
 use super::tunnel;
 use super::Worker;
@@ -148,12 +150,9 @@ async fn exchange<S: ClientIo>(
             };
         }
         Admission::Forward { body, context } => (body, context),
+        Admission::Close => return Next::Close,
     };
-    let started = Instant::now();
-    let outcome = forward(client, &head, plan, snapshot, worker).await;
-    worker.record_upstream_latency(started.elapsed());
-    drop(context);
-    outcome
+    forward(client, &head, plan, context.filters.as_deref(), snapshot, worker).await
 }
 
 /// Sends the request upstream and relays the response.
@@ -161,10 +160,12 @@ async fn forward<S: ClientIo>(
     client: &mut Client<S>,
     head: &RequestHead,
     body: BodyPlan,
+    filters: Option<&ResponseFilter>,
     snapshot: &Snapshot,
     worker: &Worker,
 ) -> Next {
     let request_head = upstream_head(head, &body);
+    let started = Instant::now();
     let retryable = matches!(head.method(), "GET" | "HEAD") && matches!(body, BodyPlan::Empty);
     let mut attempt = 0;
     let (mut upstream, response, leftover) = loop {
@@ -193,7 +194,10 @@ async fn forward<S: ClientIo>(
             Err(SendError::Upstream) | Ok(()) => {}
         }
         match read_response_head(client, &mut stream, snapshot, head).await {
-            Ok((response, leftover)) => break (stream, response, leftover),
+            Ok((response, leftover)) => {
+                worker.record_upstream_latency(started.elapsed());
+                break (stream, response, leftover);
+            }
             Err(HeadError::NothingReceived) if reused && retryable && attempt == 1 => {
                 tracing::debug!("pooled engine connection was closed; retrying once");
                 continue;
@@ -237,6 +241,10 @@ async fn forward<S: ClientIo>(
         }
         return Next::Upgrade { upstream };
     }
+    if let Some(filters) = filters.filter(|_| wants_filter(&response, framing)) {
+        return relay_filtered(client, upstream, head, &response, framing, leftover, filters, snapshot, worker)
+            .await;
+    }
     let close_client = !head.keep_alive || framing == Framing::UntilClose || worker.is_draining();
     let out = response_head_bytes(&response, false, close_client);
     let relay = relay_body(client, &mut upstream, framing, out, leftover).await;
@@ -253,6 +261,78 @@ async fn forward<S: ClientIo>(
         }
         Relay::Broken => Next::Close,
     }
+}
+
+/// JSON bodies are filtered; anything else passes as is.
+fn wants_filter(response: &ResponseHead, framing: Framing) -> bool {
+    framing != Framing::Empty && response.media_type() == "application/json"
+}
+
+/// Relays a JSON response through the request's response filters.
+#[allow(clippy::too_many_arguments)]
+async fn relay_filtered<S: ClientIo>(
+    client: &mut Client<S>,
+    mut upstream: UnixStream,
+    head: &RequestHead,
+    response: &ResponseHead,
+    framing: Framing,
+    leftover: Vec<u8>,
+    filters: &ResponseFilter,
+    snapshot: &Snapshot,
+    worker: &Worker,
+) -> Next {
+    if filter::is_compressed(response.header("content-encoding")) {
+        tracing::error!("compressed JSON response cannot be filtered; not sent");
+        let message = "the engine's response is compressed and cannot be filtered by policy";
+        return respond_and_close(client, 502, message).await;
+    }
+    // HTTP/1.0 clients cannot read chunked bodies: they get the filtered
+    // documents unframed, delimited by closing the connection.
+    let chunked = head.minor_version >= 1;
+    let close_client = !head.keep_alive || !chunked || worker.is_draining();
+    let out = filtered_head_bytes(response, chunked, close_client);
+    let cap = snapshot.settings.limits.max_filter_document;
+    let apply = |doc: &mut serde_json::Value| filters.apply(doc);
+    match filter::relay(client, &mut upstream, framing, out, leftover, &apply, cap, chunked).await {
+        filter::Filtered::Complete { upstream_reusable } => {
+            if upstream_reusable && response.keep_alive {
+                worker.pool.checkin(upstream);
+            }
+            if close_client {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            }
+        }
+        filter::Filtered::Broken => Next::Close,
+    }
+}
+
+/// The response head for a filtered body: lengths change, so the body is
+/// re-framed as chunked (or delimited by close).
+fn filtered_head_bytes(response: &ResponseHead, chunked: bool, close: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(response.len() + 32);
+    out.extend_from_slice(format!("HTTP/1.1 {} ", response.status).as_bytes());
+    out.extend_from_slice(response.reason());
+    out.extend_from_slice(b"\r\n");
+    let listed = head::connection_listed(response.headers());
+    for (name, value) in response.headers() {
+        if head::is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case("content-length")
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        push_header(&mut out, name.as_bytes(), value);
+    }
+    if chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 enum SendError {

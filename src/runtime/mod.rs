@@ -7,6 +7,7 @@
 
 pub mod listen;
 pub mod signals;
+mod snapshot;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,25 +16,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-use crate::audit::AuditLog;
-use crate::auth::Authenticator;
-use crate::config::Settings;
+use anyhow::Context;
+
+use crate::auth::LockoutTable;
+use crate::config::{AuthMode, Overrides};
 use crate::metrics::Metrics;
 use crate::upstream::socket::SocketChoice;
 
-/// One immutable view of the configuration, used whole by each request.
-pub struct Snapshot {
-    pub settings: Settings,
-    pub auth: Authenticator,
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    pub audit: AuditLog,
-}
+pub use snapshot::Snapshot;
 
 /// State shared by every worker thread.
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub socket: SocketChoice,
     pub metrics: Arc<Metrics>,
+    /// Failure counts and lockouts; survive reloads.
+    pub lockouts: Arc<LockoutTable>,
+    /// Flags the process was started with; reloads apply them again.
+    pub overrides: Overrides,
     connections: AtomicUsize,
     draining: AtomicBool,
     /// Unix seconds of the last successful engine `_ping`, 0 if none.
@@ -46,11 +46,19 @@ pub struct Shared {
 const READY_WINDOW: u64 = 15;
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, socket: SocketChoice, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        snapshot: Snapshot,
+        socket: SocketChoice,
+        metrics: Arc<Metrics>,
+        lockouts: Arc<LockoutTable>,
+        overrides: Overrides,
+    ) -> Self {
         Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             socket,
             metrics,
+            lockouts,
+            overrides,
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             last_ping: AtomicU64::new(0),
@@ -112,6 +120,94 @@ impl Shared {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Loads the configuration, starts the workers and serves until a signal
+/// ends the process.
+pub fn run(overrides: Overrides) -> anyhow::Result<()> {
+    let config = match crate::config::load(&overrides) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            anyhow::bail!("configuration is invalid ({} problems); nothing started", errors.0.len());
+        }
+    };
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.settings.log_level.clone());
+    let _log_guard = crate::logging::init(config.settings.log_format, &filter);
+    for warning in &config.warnings {
+        tracing::warn!(warning = %warning, "configuration warning");
+    }
+    log_auth_mode(&config.auth);
+
+    let env = |name: &str| std::env::var(name).ok();
+    let socket = SocketChoice::resolve(config.settings.socket.as_deref(), &env);
+    let settings = &config.settings;
+    let listeners = listen::bind_all(settings.bind, settings.port, settings.workers)
+        .context("cannot listen")?;
+    let local = listeners[0].local_addr().context("listener address")?;
+    let metrics = Arc::new(Metrics::new(listeners.len()));
+    let lockouts = Arc::new(LockoutTable::new());
+    let rule_count = config.policy.rule_count();
+    let auth_mode = auth_mode_name(&config.auth);
+    let tls = if settings.tls.is_some() { "on" } else { "off" };
+    let snapshot = Snapshot::build(config, lockouts.clone(), &metrics, None).map_err(|errors| {
+        eprintln!("{}", crate::config::ConfigErrors(errors));
+        anyhow::anyhow!("configuration is invalid; nothing started")
+    })?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        workers = listeners.len(),
+        driver = driver_name(),
+        listen = %local,
+        tls,
+        socket = %socket.describe(),
+        auth = auth_mode,
+        rules = rule_count,
+        "docker-api-proxy started"
+    );
+    let shared = Arc::new(Shared::new(snapshot, socket, metrics, lockouts, overrides));
+    start_engine_watch(shared.clone());
+    start_sweeper(shared.clone());
+    let _workers = start_workers(shared.clone(), listeners).context("cannot start workers")?;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    signals::run(shared).context("cannot install signal handlers")?;
+    Ok(())
+}
+
+fn auth_mode_name(mode: &AuthMode) -> &'static str {
+    match mode {
+        AuthMode::None => "none",
+        AuthMode::Bearer { .. } => "bearer",
+        AuthMode::Mtls { .. } => "mtls",
+        AuthMode::FailClosed { .. } => "fail-closed",
+    }
+}
+
+fn log_auth_mode(mode: &AuthMode) {
+    match mode {
+        AuthMode::None => tracing::warn!(
+            "authentication is off: anyone who can reach the port controls the Docker Engine; \
+             set auth.tokens or DOCKER_PROXY_SECRET"
+        ),
+        AuthMode::FailClosed { reason } => tracing::error!(
+            reason = %reason,
+            "authentication is not configured: every request is refused with 401. Write \
+             `auth: {{type: bearer, tokens: [{{token: \"${{DOCKER_PROXY_TOKEN}}\", role: admin}}]}}`, \
+             set DOCKER_PROXY_SECRET, or write `auth: {{type: none}}` to run without authentication"
+        ),
+        _ => {}
+    }
+}
+
+/// Sweeps idle rate-limit buckets and expired lockouts every 60 s.
+fn start_sweeper(shared: Arc<Shared>) {
+    let _ = std::thread::Builder::new().name("sweeper".into()).spawn(move || loop {
+        std::thread::sleep(Duration::from_secs(60));
+        let snapshot = shared.snapshot.load();
+        let now = std::time::Instant::now();
+        snapshot.policy.sweep(now);
+        snapshot.auth.sweep_lockouts(now);
+    });
 }
 
 /// Which I/O driver the workers run on.

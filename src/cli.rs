@@ -1,0 +1,200 @@
+//! The command line: flags, `--check-config` and `explain`.
+//!
+//! Flags are the highest-precedence source of settings (SPEC section 3);
+//! they become [`Overrides`] for `crate::config`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::auth::{AuthOutcome, Authenticator, LockoutTable};
+use crate::config::{self, Overrides};
+use crate::http::target;
+use crate::policy::{JsonBody, Request, Verdict};
+
+/// Policy-enforcing proxy for the Docker Engine API.
+#[derive(Debug, Parser)]
+#[command(name = "docker-api-proxy", version, about)]
+pub struct Args {
+    /// Configuration file. Default: $DOCKER_PROXY_CONFIG, then ./config.yaml.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// TCP port to listen on (overrides DOCKER_PROXY_PORT and global.port).
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// Address to bind (overrides global.bind).
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+
+    /// Docker Engine socket (overrides DOCKER_SOCKET and global.socket).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Worker threads, one per core (overrides global.workers).
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// Load and validate the configuration, print the effective settings,
+    /// rules and warnings, and exit (0 when valid).
+    #[arg(long)]
+    pub check_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate one hypothetical request against the policy, offline.
+    /// Exit code 0 when it would be allowed, 1 when refused.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// Request method, e.g. POST.
+    pub method: String,
+    /// Request target with optional query, e.g. /v1.41/containers/create?name=x.
+    pub target: String,
+    /// Request header as NAME:VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
+    /// File holding the JSON request body.
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// Client IP address. Default: 127.0.0.1.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub client_ip: IpAddr,
+    /// Bearer token to authenticate with (its role is used).
+    #[arg(long, conflicts_with = "role")]
+    pub token: Option<String>,
+    /// Role to evaluate as, without authenticating.
+    #[arg(long)]
+    pub role: Option<String>,
+}
+
+impl Args {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            port: self.port,
+            bind: self.bind,
+            socket: self.socket.clone(),
+            workers: self.workers,
+        }
+    }
+}
+
+/// `--check-config`: exit 0 and a report when valid, 1 and every error
+/// when not.
+pub fn check_config(overrides: &Overrides) -> ExitCode {
+    match config::load(overrides) {
+        Ok(config) => {
+            let mut problems = Vec::new();
+            if let Some(tls) = &config.settings.tls {
+                if let Err(errors) = crate::tls::server_config(tls) {
+                    problems.extend(errors);
+                }
+            }
+            if !problems.is_empty() {
+                eprintln!("{}", config::ConfigErrors(problems));
+                eprintln!("configuration is invalid");
+                return ExitCode::FAILURE;
+            }
+            print!("{}", config::render_check(&config));
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("configuration is invalid ({} problems)", errors.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `explain`: evaluates one request offline and prints why.
+pub fn explain(overrides: &Overrides, args: &ExplainArgs) -> ExitCode {
+    match explain_text(overrides, args) {
+        Ok((text, allowed)) => {
+            print!("{text}");
+            if allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(message) => {
+            eprintln!("docker-api-proxy explain: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bool), String> {
+    let config = config::load(overrides).map_err(|e| e.to_string())?;
+    let method = args.method.to_ascii_uppercase();
+    let target = match target::canonicalize(args.target.as_bytes()) {
+        Ok(target) => target,
+        Err(error) => {
+            return Ok((format!("decision: refused with 400 before any rule: {error}\n"), false));
+        }
+    };
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("--header {header:?} must look like NAME:VALUE"))?;
+        headers.push((name.trim().to_owned(), value.trim().as_bytes().to_vec()));
+    }
+    let role = match (&args.token, &args.role) {
+        (Some(token), _) => {
+            let authenticator =
+                Authenticator::new(&config.auth, &config.lockout, LockoutTable::new().into());
+            let value = format!("Bearer {token}");
+            match authenticator.authenticate(args.client_ip, Some(value.as_bytes()), None, Instant::now())
+            {
+                AuthOutcome::Ok(identity) => identity.role.map(|r| r.to_string()),
+                AuthOutcome::Unauthorized(message) => {
+                    return Ok((format!("decision: refused with 401: {message}\n"), false));
+                }
+                AuthOutcome::LockedOut { .. } => None,
+            }
+        }
+        (None, role) => role.clone(),
+    };
+    let body = match &args.body {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            match JsonBody::parse(&bytes) {
+                Ok(body) => Some(body),
+                Err(error) => {
+                    return Ok((format!("decision: refused with 400 before any rule: {error}\n"), false));
+                }
+            }
+        }
+        None => None,
+    };
+    let header_refs: Vec<(&str, &[u8])> =
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let request = Request {
+        method: &method,
+        path: &target.path,
+        api_version: &target.api_version,
+        query: &target.query,
+        headers: &header_refs,
+        client_ip: args.client_ip,
+        role: role.as_deref(),
+    };
+    let (decision, mut text) = config.policy.explain(&request, body.as_ref());
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let allowed = decision.verdict == Verdict::Allow;
+    Ok((text, allowed))
+}

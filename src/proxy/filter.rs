@@ -1,0 +1,270 @@
+//! Response filtering on live bodies: each JSON document is filtered as
+//! soon as it is complete and sent on as one chunk.
+//!
+//! The head goes out first with the body re-framed as chunked (filters
+//! change lengths). The engine's body is decoded by its own framing, split
+//! into JSON documents (one for inspect and list endpoints, one per line for
+//! `/events` and `stats`), and each document is filtered and written before
+//! the next one is awaited, so streams keep streaming. A document larger
+//! than `limits.max_filter_document`, or one that is not JSON, is never
+//! sent unfiltered: the connection is closed.
+
+use monoio::net::UnixStream;
+use serde_json::Value;
+
+use super::conn::{Client, ClientIo};
+use super::io::{read_append, write_all, COPY_BUF};
+use crate::http::chunked::ChunkedScanner;
+use crate::http::head::Framing;
+
+/// How a filtered relay ended.
+pub enum Filtered {
+    /// The whole body was filtered and sent; the engine connection is at a
+    /// message boundary when `upstream_reusable`.
+    Complete { upstream_reusable: bool },
+    /// Something failed; both connections must be closed.
+    Broken,
+}
+
+/// Why filtering stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("a JSON document in the response is larger than limits.max_filter_document ({0} bytes)")]
+    TooLarge(usize),
+    #[error("the response is declared JSON but is not: {0}")]
+    NotJson(String),
+}
+
+/// Decodes the engine's body framing into plain bytes.
+struct BodyReader {
+    framing: Framing,
+    remaining: u64,
+    scanner: ChunkedScanner,
+    done: bool,
+    /// The engine sent bytes past the end of this response.
+    extra: bool,
+}
+
+impl BodyReader {
+    fn new(framing: Framing) -> Self {
+        let (remaining, done) = match framing {
+            Framing::Length(n) => (n, n == 0),
+            Framing::Empty => (0, true),
+            _ => (0, false),
+        };
+        BodyReader { framing, remaining, scanner: ChunkedScanner::new(), done, extra: false }
+    }
+
+    /// Appends the body bytes within `raw` to `out`.
+    fn feed(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), crate::http::ParseError> {
+        match self.framing {
+            Framing::Empty => self.extra |= !raw.is_empty(),
+            Framing::Length(_) => {
+                let take = (raw.len() as u64).min(self.remaining) as usize;
+                out.extend_from_slice(&raw[..take]);
+                self.remaining -= take as u64;
+                self.extra |= take < raw.len();
+                self.done = self.remaining == 0;
+            }
+            Framing::Chunked => {
+                let used = self.scanner.scan(raw, Some(out))?;
+                self.extra |= used < raw.len();
+                self.done = self.scanner.is_done();
+            }
+            Framing::UntilClose => out.extend_from_slice(raw),
+        }
+        Ok(())
+    }
+}
+
+/// Splits complete JSON documents off the front of `pending` and filters
+/// each. With `at_end`, what is left must be whitespace or one document.
+pub fn take_documents(
+    pending: &mut Vec<u8>,
+    at_end: bool,
+    cap: usize,
+    filter: &dyn Fn(&mut Value),
+    out: &mut Vec<u8>,
+) -> Result<(), FilterError> {
+    let mut consumed = 0;
+    {
+        let mut stream = serde_json::Deserializer::from_slice(pending).into_iter::<Value>();
+        loop {
+            match stream.next() {
+                Some(Ok(mut doc)) => {
+                    let end = stream.byte_offset();
+                    if end - consumed > cap {
+                        return Err(FilterError::TooLarge(cap));
+                    }
+                    filter(&mut doc);
+                    // Serialising a Value into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut *out, &doc);
+                    out.push(b'\n');
+                    consumed = end;
+                }
+                Some(Err(e)) if e.is_eof() && !at_end => break,
+                Some(Err(e)) => return Err(FilterError::NotJson(e.to_string())),
+                None => {
+                    consumed = pending.len();
+                    break;
+                }
+            }
+        }
+    }
+    pending.drain(..consumed);
+    // Skip whitespace between documents so it does not count towards the cap.
+    let blank = pending.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    pending.drain(..blank);
+    if pending.len() > cap {
+        return Err(FilterError::TooLarge(cap));
+    }
+    Ok(())
+}
+
+/// Frames `data` as one HTTP chunk.
+fn push_chunk(frame: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if data.is_empty() {
+        return;
+    }
+    if !chunked {
+        frame.extend_from_slice(data);
+        return;
+    }
+    frame.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    frame.extend_from_slice(data);
+    frame.extend_from_slice(b"\r\n");
+}
+
+/// Relays a JSON response body through `filter`. `head` is the response
+/// head already re-framed; `leftover` holds body bytes read with the head;
+/// `chunked` frames each batch of documents as one chunk.
+#[allow(clippy::too_many_arguments)]
+pub async fn relay<S: ClientIo>(
+    client: &mut Client<S>,
+    upstream: &mut UnixStream,
+    framing: Framing,
+    head: Vec<u8>,
+    leftover: Vec<u8>,
+    filter: &dyn Fn(&mut Value),
+    cap: usize,
+    chunked: bool,
+) -> Filtered {
+    let mut reader = BodyReader::new(framing);
+    let mut pending = Vec::new();
+    let mut frame = head;
+    let mut docs = Vec::new();
+    let mut raw = leftover;
+    let mut ended = reader.done;
+    loop {
+        let had_newline = memchr::memchr(b'\n', &raw).is_some();
+        if let Err(error) = reader.feed(&raw, &mut pending) {
+            tracing::warn!(%error, "engine sent a malformed chunked body");
+            return Filtered::Broken;
+        }
+        ended |= reader.done;
+        // Parse when a document may have ended: dockerd ends each one with
+        // a newline; whole-body responses are parsed once at their end.
+        if had_newline || ended {
+            docs.clear();
+            if let Err(error) = take_documents(&mut pending, ended, cap, filter, &mut docs) {
+                tracing::error!(%error, "response not sent unfiltered; closing the connection");
+                let _ = write_all(&mut client.io, frame).await;
+                return Filtered::Broken;
+            }
+            push_chunk(&mut frame, &docs, chunked);
+        } else if pending.len() > cap {
+            let error = FilterError::TooLarge(cap);
+            tracing::error!(%error, "response not sent unfiltered; closing the connection");
+            let _ = write_all(&mut client.io, frame).await;
+            return Filtered::Broken;
+        }
+        if ended && chunked {
+            frame.extend_from_slice(b"0\r\n\r\n");
+        }
+        if !frame.is_empty() {
+            let (result, buf) = write_all(&mut client.io, frame).await;
+            if result.is_err() {
+                return Filtered::Broken;
+            }
+            frame = buf;
+            frame.clear();
+        }
+        if ended {
+            return Filtered::Complete { upstream_reusable: !reader.extra && framing != Framing::UntilClose };
+        }
+        raw.clear();
+        let (result, buf) = read_append(upstream, raw, COPY_BUF).await;
+        raw = buf;
+        match result {
+            Ok(0) if framing == Framing::UntilClose => ended = true,
+            Ok(0) | Err(_) => return Filtered::Broken,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Filters cannot be applied to compressed bodies.
+pub fn is_compressed(content_encoding: Option<&[u8]>) -> bool {
+    content_encoding
+        .map(crate::http::head::trim)
+        .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case(b"identity"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redact_env(doc: &mut Value) {
+        if let Some(env) = doc.pointer_mut("/Config/Env") {
+            *env = Value::from(vec!["***REDACTED***"]);
+        }
+    }
+
+    #[test]
+    fn filters_each_line_delimited_document_as_it_completes() {
+        let mut pending = b"{\"Config\":{\"Env\":[\"A=1\"]}}\n{\"Config\":{\"Env\":[\"B".to_vec();
+        let mut out = Vec::new();
+        take_documents(&mut pending, false, 1 << 20, &redact_env, &mut out).unwrap();
+        assert_eq!(out, b"{\"Config\":{\"Env\":[\"***REDACTED***\"]}}\n");
+        assert_eq!(pending, b"{\"Config\":{\"Env\":[\"B");
+        pending.extend_from_slice(b"=2\"]}}\n");
+        out.clear();
+        take_documents(&mut pending, false, 1 << 20, &redact_env, &mut out).unwrap();
+        assert_eq!(out, b"{\"Config\":{\"Env\":[\"***REDACTED***\"]}}\n");
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn refuses_documents_over_the_cap() {
+        let mut pending = format!("{{\"a\":\"{}\"", "x".repeat(100)).into_bytes();
+        let result = take_documents(&mut pending, false, 50, &redact_env, &mut Vec::new());
+        assert!(matches!(result, Err(FilterError::TooLarge(50))));
+    }
+
+    #[test]
+    fn refuses_bodies_that_are_not_json() {
+        let mut pending = b"not json at all".to_vec();
+        let result = take_documents(&mut pending, true, 1 << 20, &redact_env, &mut Vec::new());
+        assert!(matches!(result, Err(FilterError::NotJson(_))));
+        let mut truncated = b"{\"a\":".to_vec();
+        let result = take_documents(&mut truncated, true, 1 << 20, &redact_env, &mut Vec::new());
+        assert!(matches!(result, Err(FilterError::NotJson(_))));
+    }
+
+    #[test]
+    fn decodes_chunked_engine_bodies_before_splitting() {
+        let mut reader = BodyReader::new(Framing::Chunked);
+        let mut plain = Vec::new();
+        reader.feed(b"4\r\n{\"a\"\r\n", &mut plain).unwrap();
+        reader.feed(b"4\r\n:1}\n\r\n0\r\n\r\n", &mut plain).unwrap();
+        assert!(reader.done);
+        assert_eq!(plain, b"{\"a\":1}\n");
+    }
+
+    #[test]
+    fn recognises_compressed_bodies() {
+        assert!(is_compressed(Some(b"gzip")));
+        assert!(!is_compressed(Some(b"identity")));
+        assert!(!is_compressed(None));
+    }
+}
