@@ -5,7 +5,7 @@
 //!
 //! Subcommands (all print one line of `key=value` results on stdout):
 //!
-//!   engine  --socket PATH
+//!   engine  --socket PATH [--tcp 127.0.0.1:PORT]
 //!       Fake engine for streams and uploads on a unix socket. `Upgrade`
 //!       requests get `101` and then, by query `mode=`: `source` (send
 //!       `bytes=N` bytes, then close), `sink` (read to EOF, answer the count),
@@ -73,6 +73,12 @@ impl Conn {
         match self {
             Conn::Tcp(s) => s.shutdown(Shutdown::Write),
             Conn::Unix(s) => s.shutdown(Shutdown::Write),
+        }
+    }
+    fn shutdown_read(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.shutdown(Shutdown::Read),
+            Conn::Unix(s) => s.shutdown(Shutdown::Read),
         }
     }
     fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
@@ -259,24 +265,38 @@ fn pattern(stream: u64, i: u64) -> u8 {
 
 // ---------------------------------------------------------------- engine
 
-fn engine(sock: &str) -> io::Result<()> {
+fn engine(sock: &str, tcp: &str) -> io::Result<()> {
     let _ = std::fs::remove_file(sock);
     let l = UnixListener::bind(sock)?;
     unsafe { listen(l.as_raw_fd(), 8192) };
-    println!("engine listening on {sock}");
+    if !tcp.is_empty() {
+        // The same engine on loopback TCP: the transport clients use to reach
+        // a proxy, so "direct over TCP" is the fair ceiling for stream figures.
+        let t = std::net::TcpListener::bind(tcp)?;
+        unsafe { listen(t.as_raw_fd(), 8192) };
+        std::thread::spawn(move || {
+            for s in t.incoming().flatten() {
+                let _ = s.set_nodelay(true);
+                let _ = std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
+                    let _ = serve(Conn::Tcp(s));
+                });
+            }
+        });
+    }
+    println!("engine listening on {sock} {tcp}");
     for s in l.incoming() {
         let s = match s {
             Ok(s) => s,
             Err(_) => continue,
         };
         let _ = std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
-            let _ = serve(s);
+            let _ = serve(Conn::Unix(s));
         });
     }
     Ok(())
 }
 
-fn serve(s: UnixStream) -> io::Result<()> {
+fn serve(s: Conn) -> io::Result<()> {
     let writer = s.try_clone()?;
     let mut w = writer;
     let mut h = Http::new(s);
@@ -312,7 +332,7 @@ fn serve(s: UnixStream) -> io::Result<()> {
                         w.write_all(&buf[..k])?;
                         left -= k as u64;
                     }
-                    w.shutdown(Shutdown::Write)?;
+                    w.shutdown_write()?;
                     let _ = drain.join();
                 }
                 "sink" => {
@@ -326,7 +346,7 @@ fn serve(s: UnixStream) -> io::Result<()> {
                         total += k as u64;
                     }
                     w.write_all(format!("{total}\n").as_bytes())?;
-                    w.shutdown(Shutdown::Write)?;
+                    w.shutdown_write()?;
                 }
                 _ => {
                     w.write_all(&early)?;
@@ -338,7 +358,7 @@ fn serve(s: UnixStream) -> io::Result<()> {
                         }
                         w.write_all(&b[..k])?;
                     }
-                    w.shutdown(Shutdown::Write)?;
+                    w.shutdown_write()?;
                 }
             }
             return Ok(());
@@ -346,7 +366,7 @@ fn serve(s: UnixStream) -> io::Result<()> {
         let close = head.get("connection").map(|v| v.eq_ignore_ascii_case("close")).unwrap_or(false);
         if close {
             // answer this one request, then end the connection
-            let _ = w.shutdown(Shutdown::Read);
+            let _ = w.shutdown_read();
         }
         if path.ends_with("/_ping") {
             h.read_body(&head, &mut |_| {})?;
@@ -707,7 +727,7 @@ fn main() {
     let num = |k: &str, d: u64| o.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
     let token = o.get("token").cloned().filter(|t| !t.is_empty());
     let r = match argv[1].as_str() {
-        "engine" => engine(&s("socket")),
+        "engine" => engine(&s("socket"), &s("tcp")),
         "stream" => stream(&s("target"), &token, &s("mode"), num("bytes", 1 << 31)),
         "upload" => upload(&s("target"), &token, num("bytes", 1 << 31)),
         "streams" => streams(&s("target"), &token, num("n", 1000) as usize, num("bytes", 256 * 1024)),
