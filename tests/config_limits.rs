@@ -34,7 +34,12 @@ fn assert_closed_by_proxy(client: &mut RawClient, limit: Duration, status: u16) 
         match std::io::Read::read(&mut client.stream, &mut buf) {
             Ok(0) => break,
             Ok(n) => received.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 panic!("connection still open after {limit:?}")
             }
             Err(_) => break,
@@ -53,7 +58,11 @@ fn assert_closed_by_proxy(client: &mut RawClient, limit: Duration, status: u16) 
 
 fn header_timeout_closes_incomplete_heads(driver: Driver) {
     let engine = ok_engine();
-    let proxy = engine.options().driver(driver).limit("header_timeout", 2).start();
+    let proxy = engine
+        .options()
+        .driver(driver)
+        .limit("header_timeout", 2)
+        .start();
     let mut client = proxy.connect();
     client.send(b"GET /_ping HTTP/1.1\r\nHost: doc");
     assert_closed_by_proxy(&mut client, Duration::from_secs(5), 408);
@@ -61,7 +70,11 @@ fn header_timeout_closes_incomplete_heads(driver: Driver) {
 
 fn keepalive_idle_closes_idle_connections(driver: Driver) {
     let engine = ok_engine();
-    let proxy = engine.options().driver(driver).limit("keepalive_idle", 2).start();
+    let proxy = engine
+        .options()
+        .driver(driver)
+        .limit("keepalive_idle", 2)
+        .start();
     let mut client = proxy.connect();
     client.send(&get("/info"));
     assert_eq!(client.read_response().status, 200);
@@ -76,25 +89,39 @@ fn upgrade_idle_closes_quiet_streams(driver: Driver) {
             return;
         }
         conn.write(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n");
-        conn.stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        conn.stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
         while matches!(conn.read_some(), Ok(bytes) if !bytes.is_empty()) {}
         flag.store(true, Ordering::SeqCst);
     });
-    let proxy = engine.options().driver(driver).limit("upgrade_idle", 2).start();
+    let proxy = engine
+        .options()
+        .driver(driver)
+        .limit("upgrade_idle", 2)
+        .start();
     let mut client = proxy.connect();
     client.send(
         b"POST /v1.41/containers/x/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: docker\r\n\
           Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
     );
     assert_eq!(client.read_head().status, 101);
-    client.closed_within(Duration::from_secs(5)).expect("idle upgraded stream closed");
-    support::wait_for(Duration::from_secs(3), || engine_saw_eof.load(Ordering::SeqCst).then_some(()))
-        .expect("engine side of the idle stream closed too");
+    client
+        .closed_within(Duration::from_secs(5))
+        .expect("idle upgraded stream closed");
+    support::wait_for(Duration::from_secs(3), || {
+        engine_saw_eof.load(Ordering::SeqCst).then_some(())
+    })
+    .expect("engine side of the idle stream closed too");
 }
 
 fn max_connections_refuses_with_503(driver: Driver) {
     let engine = ok_engine();
-    let proxy = engine.options().driver(driver).limit("max_connections", 3).start();
+    let proxy = engine
+        .options()
+        .driver(driver)
+        .limit("max_connections", 3)
+        .start();
     let mut held: Vec<RawClient> = (0..3)
         .map(|_| {
             let mut client = proxy.connect();
@@ -107,7 +134,9 @@ fn max_connections_refuses_with_503(driver: Driver) {
     extra.send(&get("/info"));
     let response = extra.read_response();
     response.assert_json_error(503);
-    extra.closed_within(Duration::from_secs(3)).expect("refused connection closed");
+    extra
+        .closed_within(Duration::from_secs(3))
+        .expect("refused connection closed");
 
     // Freeing a slot lets a new client in again.
     held.pop();
@@ -115,15 +144,28 @@ fn max_connections_refuses_with_503(driver: Driver) {
         let response = proxy.request(&get("/info"));
         (response.status == 200).then_some(())
     });
-    assert!(admitted.is_some(), "no connection admitted after one closed");
+    assert!(
+        admitted.is_some(),
+        "no connection admitted after one closed"
+    );
 }
 
 fn max_head_limit_from_config(driver: Driver) {
     let engine = ok_engine();
-    let proxy = engine.options().driver(driver).limit("max_head", 8192).start();
-    let small = format!("GET /info HTTP/1.1\r\nHost: docker\r\nX-Pad: {}\r\n\r\n", "a".repeat(6000));
+    let proxy = engine
+        .options()
+        .driver(driver)
+        .limit("max_head", 8192)
+        .start();
+    let small = format!(
+        "GET /info HTTP/1.1\r\nHost: docker\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(6000)
+    );
     assert_eq!(proxy.request(small.as_bytes()).status, 200);
-    let big = format!("GET /info HTTP/1.1\r\nHost: docker\r\nX-Pad: {}\r\n\r\n", "a".repeat(9000));
+    let big = format!(
+        "GET /info HTTP/1.1\r\nHost: docker\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(9000)
+    );
     proxy.request(big.as_bytes()).assert_json_error(431);
 }
 
@@ -154,6 +196,8 @@ fn config_without_auth_section_refuses_every_request_with_401() {
 #[test]
 fn explicit_auth_type_none_serves_requests() {
     let engine = ok_engine();
-    let proxy = ProxyOptions::new(&engine.path).auth("auth:\n  type: none\n").start();
+    let proxy = ProxyOptions::new(&engine.path)
+        .auth("auth:\n  type: none\n")
+        .start();
     assert_eq!(proxy.request(&get("/info")).status, 200);
 }

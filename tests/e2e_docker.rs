@@ -17,7 +17,18 @@ const LONG: Duration = Duration::from_secs(60);
 fn run_detached(proxy: &Proxy, prefix: &str, script: &str) -> ContainerGuard {
     let guard = ContainerGuard::new(prefix);
     proxy
-        .docker(&["run", "-d", "--name", &guard.name, "--label", TEST_LABEL, IMAGE, "sh", "-c", script])
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            &guard.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
         .assert_success("docker run -d");
     guard
 }
@@ -31,9 +42,17 @@ fn sleeper(proxy: &Proxy, prefix: &str) -> ContainerGuard {
 fn version_negotiates_api_1_41(driver: Driver) {
     require_engine!();
     let proxy = Proxy::engine_on(driver);
-    let out = proxy.docker(&["version", "--format", "{{.Server.APIVersion}} {{.Client.APIVersion}}"]);
+    let out = proxy.docker(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Client.APIVersion}}",
+    ]);
     out.assert_success("docker version");
-    assert_eq!(out.stdout.trim(), "1.41 1.41", "server and negotiated client API versions");
+    assert_eq!(
+        out.stdout.trim(),
+        "1.41 1.41",
+        "server and negotiated client API versions"
+    );
 }
 
 fn run_rm_prints_output(driver: Driver) {
@@ -41,7 +60,15 @@ fn run_rm_prints_output(driver: Driver) {
     let proxy = Proxy::engine_on(driver);
     let guard = ContainerGuard::new("run");
     let out = proxy.docker(&[
-        "run", "--rm", "--name", &guard.name, "--label", TEST_LABEL, IMAGE, "echo", "hello from busybox",
+        "run",
+        "--rm",
+        "--name",
+        &guard.name,
+        "--label",
+        TEST_LABEL,
+        IMAGE,
+        "echo",
+        "hello from busybox",
     ]);
     out.assert_success("docker run --rm");
     assert_eq!(out.stdout, "hello from busybox\n");
@@ -51,7 +78,13 @@ fn exec_output_arrives_after_a_delay(driver: Driver) {
     require_engine!();
     let proxy = Proxy::engine_on(driver);
     let container = sleeper(&proxy, "exec");
-    let out = proxy.docker(&["exec", &container.name, "sh", "-c", "sleep 2; echo late-output"]);
+    let out = proxy.docker(&[
+        "exec",
+        &container.name,
+        "sh",
+        "-c",
+        "sleep 2; echo late-output",
+    ]);
     out.assert_success("docker exec");
     assert_eq!(out.stdout, "late-output\n");
 }
@@ -61,15 +94,24 @@ fn logs_follow_streams_while_container_writes(driver: Driver) {
     let proxy = Proxy::engine_on(driver);
     let script = "echo first-line; while [ ! -e /tmp/finish ]; do sleep 0.1; done; echo last-line";
     let container = run_detached(&proxy, "logs", script);
-    let mut logs = proxy.cli(&["logs", "-f", &container.name]).timeout(LONG).spawn();
+    let mut logs = proxy
+        .cli(&["logs", "-f", &container.name])
+        .timeout(LONG)
+        .spawn();
 
     logs.expect_line("first-line", Duration::from_secs(20));
     // The container is still waiting for /tmp/finish, so the line above
     // came through a live stream, not a finished log.
     let running = proxy.docker(&["inspect", "-f", "{{.State.Running}}", &container.name]);
-    assert_eq!(running.stdout.trim(), "true", "container finished before the first line arrived");
+    assert_eq!(
+        running.stdout.trim(),
+        "true",
+        "container finished before the first line arrived"
+    );
 
-    proxy.docker(&["exec", &container.name, "touch", "/tmp/finish"]).assert_success("docker exec touch");
+    proxy
+        .docker(&["exec", &container.name, "touch", "/tmp/finish"])
+        .assert_success("docker exec touch");
     logs.expect_line("last-line", Duration::from_secs(20));
     let status = logs.wait_exit(Duration::from_secs(20));
     assert!(status.success(), "docker logs -f exited with {status}");
@@ -91,7 +133,12 @@ fn ps_lists_a_running_container() {
     let container = sleeper(&proxy, "ps");
     let out = proxy.docker(&["ps", "--format", "{{.Names}}"]);
     out.assert_success("docker ps");
-    assert!(out.stdout.lines().any(|l| l == container.name), "{} not in:\n{}", container.name, out.stdout);
+    assert!(
+        out.stdout.lines().any(|l| l == container.name),
+        "{} not in:\n{}",
+        container.name,
+        out.stdout
+    );
 }
 
 #[test]
@@ -100,7 +147,14 @@ fn exec_interactive_passes_piped_stdin() {
     let proxy = Proxy::engine();
     let container = sleeper(&proxy, "execi");
     let out = proxy
-        .cli(&["exec", "-i", &container.name, "sh", "-c", "tr a-z A-Z; echo stdin-closed"])
+        .cli(&[
+            "exec",
+            "-i",
+            &container.name,
+            "sh",
+            "-c",
+            "tr a-z A-Z; echo stdin-closed",
+        ])
         .stdin(b"piped through exec\n")
         .run();
     out.assert_success("docker exec -i");
@@ -113,11 +167,26 @@ fn run_interactive_passes_piped_stdin() {
     let proxy = Proxy::engine();
     let guard = ContainerGuard::new("runi");
     let out = proxy
-        .cli(&["run", "-i", "--rm", "--name", &guard.name, "--label", TEST_LABEL, IMAGE, "sh", "-c", "wc -l; echo done"])
+        .cli(&[
+            "run",
+            "-i",
+            "--rm",
+            "--name",
+            &guard.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "sh",
+            "-c",
+            "wc -l; echo done",
+        ])
         .stdin(b"one\ntwo\nthree\n")
         .run();
     out.assert_success("docker run -i");
-    assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["3", "done"]);
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["3", "done"]
+    );
 }
 
 #[test]
@@ -131,7 +200,11 @@ fn run_tty_allocates_a_terminal() {
     );
     let out = support::in_pty(&proxy, &command).run();
     out.assert_success("docker run -t");
-    assert!(out.stdout.contains("/dev/pts/"), "no terminal in container: {:?}", out.stdout);
+    assert!(
+        out.stdout.contains("/dev/pts/"),
+        "no terminal in container: {:?}",
+        out.stdout
+    );
     assert!(out.stdout.contains("tty-done"), "{:?}", out.stdout);
 }
 
@@ -140,11 +213,19 @@ fn run_interactive_tty_shell_reads_typed_commands() {
     require_engine!();
     let proxy = Proxy::engine();
     let guard = ContainerGuard::new("runit");
-    let command =
-        format!("docker run -it --rm --name {} --label {TEST_LABEL} {IMAGE} sh", guard.name);
-    let out = support::in_pty(&proxy, &command).stdin(b"echo answer-$((6*7)); exit\n").run();
+    let command = format!(
+        "docker run -it --rm --name {} --label {TEST_LABEL} {IMAGE} sh",
+        guard.name
+    );
+    let out = support::in_pty(&proxy, &command)
+        .stdin(b"echo answer-$((6*7)); exit\n")
+        .run();
     out.assert_success("docker run -it");
-    assert!(out.stdout.contains("answer-42"), "shell output: {:?}", out.stdout);
+    assert!(
+        out.stdout.contains("answer-42"),
+        "shell output: {:?}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -152,10 +233,17 @@ fn exec_tty_allocates_a_terminal() {
     require_engine!();
     let proxy = Proxy::engine();
     let container = sleeper(&proxy, "exect");
-    let command = format!("docker exec -t {} sh -c 'tty; echo exec-tty-done'", container.name);
+    let command = format!(
+        "docker exec -t {} sh -c 'tty; echo exec-tty-done'",
+        container.name
+    );
     let out = support::in_pty(&proxy, &command).run();
     out.assert_success("docker exec -t");
-    assert!(out.stdout.contains("/dev/pts/"), "no terminal in exec: {:?}", out.stdout);
+    assert!(
+        out.stdout.contains("/dev/pts/"),
+        "no terminal in exec: {:?}",
+        out.stdout
+    );
     assert!(out.stdout.contains("exec-tty-done"), "{:?}", out.stdout);
 }
 
@@ -165,8 +253,10 @@ fn attach_receives_container_output() {
     let proxy = Proxy::engine();
     let script = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done";
     let container = run_detached(&proxy, "attach", script);
-    let mut attach =
-        proxy.cli(&["attach", "--no-stdin", "--sig-proxy=false", &container.name]).timeout(LONG).spawn();
+    let mut attach = proxy
+        .cli(&["attach", "--no-stdin", "--sig-proxy=false", &container.name])
+        .timeout(LONG)
+        .spawn();
     let first = attach.expect_line("tick-", Duration::from_secs(20));
     // Two more distinct lines prove the stream keeps flowing.
     attach.expect_line("tick-", Duration::from_secs(10));
@@ -188,16 +278,43 @@ fn events_stream_delivers_events_caused_during_the_test() {
         .to_string();
     let mut events = proxy
         .cli(&[
-            "events", "--since", &since, "--filter", "type=container", "--filter", "event=create",
-            "--format", "{{.Action}} {{.Actor.Attributes.name}}",
+            "events",
+            "--since",
+            &since,
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
         ])
         .timeout(LONG)
         .spawn();
-    proxy.docker(&["create", "--name", &first.name, "--label", TEST_LABEL, IMAGE, "true"]).assert_success("create");
+    proxy
+        .docker(&[
+            "create",
+            "--name",
+            &first.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "true",
+        ])
+        .assert_success("create");
     events.expect_line(&format!("create {}", first.name), Duration::from_secs(20));
     // This event happens after the stream has demonstrably delivered one,
     // so it can only arrive through the live stream.
-    proxy.docker(&["create", "--name", &second.name, "--label", TEST_LABEL, IMAGE, "true"]).assert_success("create");
+    proxy
+        .docker(&[
+            "create",
+            "--name",
+            &second.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "true",
+        ])
+        .assert_success("create");
     events.expect_line(&format!("create {}", second.name), Duration::from_secs(20));
 }
 
@@ -207,12 +324,26 @@ fn stats_no_stream_reports_the_container() {
     let proxy = Proxy::engine();
     let container = sleeper(&proxy, "stats");
     let out = proxy
-        .cli(&["stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", &container.name])
+        .cli(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.MemUsage}}",
+            &container.name,
+        ])
         .timeout(LONG)
         .run();
     out.assert_success("docker stats --no-stream");
-    assert!(out.stdout.starts_with(&container.name), "stats output: {:?}", out.stdout);
-    assert!(out.stdout.contains("B"), "no memory usage in {:?}", out.stdout);
+    assert!(
+        out.stdout.starts_with(&container.name),
+        "stats output: {:?}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("B"),
+        "no memory usage in {:?}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -220,13 +351,19 @@ fn build_classic_builder_uses_uploaded_context() {
     require_engine!();
     let proxy = Proxy::engine();
     let context = tempfile::tempdir().expect("build context");
-    std::fs::write(context.path().join("greeting.txt"), "built through the proxy\n").unwrap();
+    std::fs::write(
+        context.path().join("greeting.txt"),
+        "built through the proxy\n",
+    )
+    .unwrap();
     std::fs::write(
         context.path().join("Dockerfile"),
         format!("FROM {IMAGE}\nCOPY greeting.txt /greeting.txt\nRUN cat /greeting.txt\n"),
     )
     .unwrap();
-    let image = ImageGuard { tag: format!("local/{}:test", support::unique_name("build")) };
+    let image = ImageGuard {
+        tag: format!("local/{}:test", support::unique_name("build")),
+    };
     let out = proxy
         .cli(&["build", "--label", TEST_LABEL, "-t", &image.tag, "."])
         .current_dir(context.path())
@@ -234,11 +371,23 @@ fn build_classic_builder_uses_uploaded_context() {
         .timeout(Duration::from_secs(120))
         .run();
     out.assert_success("docker build");
-    assert!(out.stdout.contains("built through the proxy"), "RUN output missing: {}", out.stdout);
+    assert!(
+        out.stdout.contains("built through the proxy"),
+        "RUN output missing: {}",
+        out.stdout
+    );
     assert!(out.stdout.contains("Successfully tagged"), "{}", out.stdout);
 
     let guard = ContainerGuard::new("built");
-    let run = proxy.docker(&["run", "--rm", "--name", &guard.name, &image.tag, "cat", "/greeting.txt"]);
+    let run = proxy.docker(&[
+        "run",
+        "--rm",
+        "--name",
+        &guard.name,
+        &image.tag,
+        "cat",
+        "/greeting.txt",
+    ]);
     run.assert_success("run built image");
     assert_eq!(run.stdout, "built through the proxy\n");
 }
@@ -254,13 +403,20 @@ fn cp_copies_files_into_and_out_of_a_container() {
     std::fs::write(&source, &content).unwrap();
 
     let into = format!("{}:/tmp/copied.bin", container.name);
-    proxy.docker(&["cp", source.to_str().unwrap(), &into]).assert_success("docker cp in");
+    proxy
+        .docker(&["cp", source.to_str().unwrap(), &into])
+        .assert_success("docker cp in");
     let size = proxy.docker(&["exec", &container.name, "wc", "-c", "/tmp/copied.bin"]);
     assert_eq!(size.stdout.split_whitespace().next(), Some("300000"));
 
     let back = dir.path().join("out.bin");
-    proxy.docker(&["cp", &into, back.to_str().unwrap()]).assert_success("docker cp out");
-    assert!(std::fs::read(&back).unwrap() == content, "file copied back differs");
+    proxy
+        .docker(&["cp", &into, back.to_str().unwrap()])
+        .assert_success("docker cp out");
+    assert!(
+        std::fs::read(&back).unwrap() == content,
+        "file copied back differs"
+    );
 }
 
 #[test]
@@ -268,9 +424,17 @@ fn inspect_shows_container_details() {
     require_engine!();
     let proxy = Proxy::engine();
     let container = sleeper(&proxy, "inspect");
-    let out = proxy.docker(&["inspect", "-f", "{{.Name}} {{.Config.Image}} {{.State.Running}}", &container.name]);
+    let out = proxy.docker(&[
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Config.Image}} {{.State.Running}}",
+        &container.name,
+    ]);
     out.assert_success("docker inspect");
-    assert_eq!(out.stdout.trim(), format!("/{} {IMAGE} true", container.name));
+    assert_eq!(
+        out.stdout.trim(),
+        format!("/{} {IMAGE} true", container.name)
+    );
     let json = proxy.docker(&["inspect", &container.name]);
     let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("inspect prints JSON");
     assert_eq!(value[0]["Config"]["Labels"]["docker-api-proxy-test"], "1");
@@ -299,7 +463,10 @@ fn ping_answers_head_and_get_on_one_connection() {
     let head = client.read_response_for("HEAD");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
-    assert!(head.header("api-version").is_some(), "no Api-Version header: {head:?}");
+    assert!(
+        head.header("api-version").is_some(),
+        "no Api-Version header: {head:?}"
+    );
 
     client.send(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n");
     let get = client.read_response();

@@ -30,7 +30,11 @@ fn gate() -> (mpsc::Sender<()>, Gate) {
 
 impl Gate {
     fn wait(&self) -> bool {
-        self.0.lock().unwrap().recv_timeout(Duration::from_secs(20)).is_ok()
+        self.0
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20))
+            .is_ok()
     }
 }
 
@@ -65,7 +69,11 @@ fn chunked_response_split_at_every_byte(driver: Driver) {
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), r#"{"a":"hello","b":12345}"#);
     client.send(&get("/next"));
-    assert_eq!(client.read_response().text(), "after", "connection out of step after chunked body");
+    assert_eq!(
+        client.read_response().text(),
+        "after",
+        "connection out of step after chunked body"
+    );
 }
 
 fn close_delimited_body_streams_until_engine_closes(driver: Driver) {
@@ -115,7 +123,10 @@ fn slow_head_then_held_body(driver: Driver) {
     let head = client.read_head();
     assert_eq!(head.status, 200, "head relayed before the body exists");
     open.send(()).unwrap();
-    assert_eq!(support::lossy(&client.read_body_for(&head, "GET")), "{\"slow\":1}\n");
+    assert_eq!(
+        support::lossy(&client.read_body_for(&head, "GET")),
+        "{\"slow\":1}\n"
+    );
 }
 
 fn bodiless_responses_keep_the_connection_in_step(driver: Driver) {
@@ -136,7 +147,11 @@ fn bodiless_responses_keep_the_connection_in_step(driver: Driver) {
     client.send(b"HEAD /head HTTP/1.1\r\nHost: docker\r\n\r\n");
     let head = client.read_response_for("HEAD");
     assert_eq!(head.status, 200);
-    assert_eq!(head.header("content-length"), Some("1234"), "HEAD keeps the entity length");
+    assert_eq!(
+        head.header("content-length"),
+        Some("1234"),
+        "HEAD keeps the entity length"
+    );
     client.send(&get("/204"));
     assert_eq!(client.read_response().status, 204);
     client.send(&get("/304"));
@@ -144,7 +159,11 @@ fn bodiless_responses_keep_the_connection_in_step(driver: Driver) {
     client.send(&get("/ok"));
     let ok = client.read_response();
     assert_eq!((ok.status, ok.text().as_str()), (200, "fine"));
-    assert!(client.pending().is_empty(), "stray bytes: {:?}", support::lossy(client.pending()));
+    assert!(
+        client.pending().is_empty(),
+        "stray bytes: {:?}",
+        support::lossy(client.pending())
+    );
 }
 
 on_both_drivers! {
@@ -175,7 +194,9 @@ fn upgrade_engine(
     rest: impl Fn(&mut EngineConn, &Arc<Mutex<Seen>>) + Send + Sync + 'static,
 ) -> FakeEngine {
     FakeEngine::start(move |conn| {
-        let Some(request) = conn.read_request() else { return };
+        let Some(request) = conn.read_request() else {
+            return;
+        };
         seen.lock().unwrap().upgrade_headers = Some((
             request.header("connection").unwrap_or_default().to_owned(),
             request.header("upgrade").unwrap_or_default().to_owned(),
@@ -201,15 +222,27 @@ fn start_upgrade(proxy: &support::Proxy) -> support::RawClient {
     client.send(UPGRADE_REQUEST);
     let head = client.read_head();
     assert_eq!(head.status, 101, "{head:?}");
-    assert_eq!(client.read_bytes(5), b"EARLY", "bytes sent right after the 101 were lost");
+    assert_eq!(
+        client.read_bytes(5),
+        b"EARLY",
+        "bytes sent right after the 101 were lost"
+    );
     client.send(b"ping");
     assert_eq!(client.read_bytes(4), b"pong");
     client
 }
 
 fn assert_upgrade_headers_kept(seen: &Mutex<Seen>) {
-    let (connection, upgrade) = seen.lock().unwrap().upgrade_headers.clone().expect("upgrade request seen");
-    assert!(connection.eq_ignore_ascii_case("upgrade"), "Connection forwarded as {connection:?}");
+    let (connection, upgrade) = seen
+        .lock()
+        .unwrap()
+        .upgrade_headers
+        .clone()
+        .expect("upgrade request seen");
+    assert!(
+        connection.eq_ignore_ascii_case("upgrade"),
+        "Connection forwarded as {connection:?}"
+    );
     assert_eq!(upgrade, "tcp");
 }
 
@@ -231,8 +264,14 @@ fn client_half_close_reaches_engine_which_can_still_send(driver: Driver) {
     let mut client = start_upgrade(&proxy);
     client.send(b"tail");
     client.shutdown_write();
-    assert_eq!(client.read_bytes(9), b"after-eof", "engine output after the client's half-close");
-    client.closed_within(PROMPT).expect("client connection finished after the engine closed");
+    assert_eq!(
+        client.read_bytes(9),
+        b"after-eof",
+        "engine output after the client's half-close"
+    );
+    client
+        .closed_within(PROMPT)
+        .expect("client connection finished after the engine closed");
     assert_upgrade_headers_kept(&seen);
     let seen = seen.lock().unwrap();
     assert!(seen.eof, "engine never saw EOF");
@@ -249,7 +288,9 @@ fn engine_close_finishes_client_promptly(driver: Driver) {
     let mut client = start_upgrade(&proxy);
     assert_eq!(client.read_bytes(3), b"bye");
     let started = Instant::now();
-    client.closed_within(PROMPT).expect("client sees EOF after the engine closed");
+    client
+        .closed_within(PROMPT)
+        .expect("client sees EOF after the engine closed");
     assert!(started.elapsed() < PROMPT);
     assert_upgrade_headers_kept(&seen);
 }
@@ -285,18 +326,35 @@ fn engine_closing_pooled_connections_never_fails_requests(driver: Driver) {
         let mut client = proxy.connect();
         for i in 0..12 {
             let method = if i % 3 == 2 { "HEAD" } else { "GET" };
-            client.send(format!("{method} /containers/json HTTP/1.1\r\nHost: docker\r\n\r\n").as_bytes());
+            client.send(
+                format!("{method} /containers/json HTTP/1.1\r\nHost: docker\r\n\r\n").as_bytes(),
+            );
             let response = client.read_response_for(method);
-            assert_eq!(response.status, 200, "request {i} (close delay {delay:?}): {:?}", response.text());
+            assert_eq!(
+                response.status,
+                200,
+                "request {i} (close delay {delay:?}): {:?}",
+                response.text()
+            );
         }
         // Once the engine has certainly closed every connection it served,
         // a request with a body must not be sent on a dead pooled one.
         let served = engine.connections.load(Ordering::SeqCst);
-        support::wait_for(Duration::from_secs(5), || (closed.load(Ordering::SeqCst) >= served).then_some(()))
-            .expect("engine closed its connections");
-        client.send(b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        support::wait_for(Duration::from_secs(5), || {
+            (closed.load(Ordering::SeqCst) >= served).then_some(())
+        })
+        .expect("engine closed its connections");
+        client.send(
+            b"POST /containers/create HTTP/1.1\r\nHost: docker\r\n\
+              Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        );
         let post = client.read_response_for("POST");
-        assert_eq!(post.status, 200, "POST after the engine closed its pooled connections: {:?}", post.text());
+        assert_eq!(
+            post.status,
+            200,
+            "POST after the engine closed its pooled connections: {:?}",
+            post.text()
+        );
         assert!(post.text().starts_with("POST"), "{:?}", post.text());
     }
 }
@@ -315,10 +373,20 @@ fn engine_garbage_gives_502_json(driver: Driver) {
     let proxy = engine.proxy(driver);
     for target in ["/garbage", "/bad-length", "/silent"] {
         let response = proxy.request(&get(target));
-        assert_eq!(response.status, 502, "{target}: {} {:?}", response.status, response.text());
+        assert_eq!(
+            response.status,
+            502,
+            "{target}: {} {:?}",
+            response.status,
+            response.text()
+        );
         response.assert_json_error(502);
     }
-    assert_eq!(proxy.request(&get("/after")).text(), "OK", "proxy still serves after engine errors");
+    assert_eq!(
+        proxy.request(&get("/after")).text(),
+        "OK",
+        "proxy still serves after engine errors"
+    );
 }
 
 fn missing_socket_gives_502_until_it_appears(driver: Driver) {
@@ -327,7 +395,10 @@ fn missing_socket_gives_502_until_it_appears(driver: Driver) {
     let proxy = ProxyOptions::new(&path).driver(driver).start();
     let response = proxy.request(&get("/_ping"));
     let message = response.assert_json_error(502);
-    assert!(message.contains(path.to_str().unwrap()), "502 does not name the socket: {message:?}");
+    assert!(
+        message.contains(path.to_str().unwrap()),
+        "502 does not name the socket: {message:?}"
+    );
 
     let _engine = FakeEngine::start_at(&path, |conn| {
         while conn.read_request().is_some() {
@@ -338,7 +409,12 @@ fn missing_socket_gives_502_until_it_appears(driver: Driver) {
         let response = proxy.request(&get("/_ping"));
         (response.status == 200).then_some(response)
     });
-    assert_eq!(recovered.expect("proxy recovered once the socket appeared").text(), "OK");
+    assert_eq!(
+        recovered
+            .expect("proxy recovered once the socket appeared")
+            .text(),
+        "OK"
+    );
 }
 
 on_both_drivers! {
@@ -385,7 +461,11 @@ fn upload_engine() -> FakeEngine {
                 }
             });
             let Some(total) = total else { return };
-            conn.respond(200, "application/json", format!("{{\"bytes\":{total}}}").as_bytes());
+            conn.respond(
+                200,
+                "application/json",
+                format!("{{\"bytes\":{total}}}").as_bytes(),
+            );
         }
     })
 }
@@ -394,10 +474,17 @@ fn upload(driver: Driver, chunked: bool) {
     let engine = upload_engine();
     let proxy = engine.proxy(driver);
     let mut client = proxy.connect();
-    let framing = if chunked { "Transfer-Encoding: chunked".to_owned() } else { format!("Content-Length: {LARGE}") };
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {LARGE}")
+    };
     client.send(
-        format!("PUT /containers/x/archive?path=/tmp HTTP/1.1\r\nHost: docker\r\nContent-Type: application/x-tar\r\n{framing}\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "PUT /containers/x/archive?path=/tmp HTTP/1.1\r\nHost: docker\r\n\
+             Content-Type: application/x-tar\r\n{framing}\r\n\r\n"
+        )
+        .as_bytes(),
     );
     let block = pattern_block();
     let mut left = LARGE;
@@ -419,7 +506,10 @@ fn upload(driver: Driver, chunked: bool) {
     assert_eq!(response.status, 200, "{:?}", response.text());
     assert_eq!(response.json()["bytes"], LARGE);
     let peak = proxy.memory_kib("VmHWM");
-    assert!(peak < MAX_RSS_KIB, "proxy peak RSS {peak} KiB while streaming a {LARGE}-byte upload");
+    assert!(
+        peak < MAX_RSS_KIB,
+        "proxy peak RSS {peak} KiB while streaming a {LARGE}-byte upload"
+    );
 }
 
 fn upload_content_length(driver: Driver) {
@@ -435,7 +525,10 @@ fn download(driver: Driver) {
         if conn.read_request().is_none() {
             return;
         }
-        conn.write(format!("HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: {LARGE}\r\n\r\n").as_bytes());
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: {LARGE}\r\n\r\n"
+        );
+        conn.write(head.as_bytes());
         let block = pattern_block();
         let mut left = LARGE;
         while left > 0 {
@@ -464,7 +557,10 @@ fn download(driver: Driver) {
     });
     assert_eq!(offset, LARGE);
     let peak = proxy.memory_kib("VmHWM");
-    assert!(peak < MAX_RSS_KIB, "proxy peak RSS {peak} KiB while streaming a {LARGE}-byte download");
+    assert!(
+        peak < MAX_RSS_KIB,
+        "proxy peak RSS {peak} KiB while streaming a {LARGE}-byte download"
+    );
 }
 
 on_both_drivers! {
@@ -483,8 +579,12 @@ fn fake_engine_socket_accepts_plain_std_clients() {
         }
     });
     let mut stream = UnixStream::connect(&engine.path).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 256];
     let n = std::io::Read::read(&mut stream, &mut buf).unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));

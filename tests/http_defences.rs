@@ -86,28 +86,54 @@ fn refuses_control_characters_raw_and_encoded() {
 fn refuses_raw_nul_in_the_target() {
     require_engine!();
     let proxy = Proxy::engine();
-    refused(&proxy, b"GET /containers/a\0b/json HTTP/1.1\r\nHost: docker\r\n\r\n", 400);
+    refused(
+        &proxy,
+        b"GET /containers/a\0b/json HTTP/1.1\r\nHost: docker\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
 fn refuses_backslashes_raw_and_encoded() {
     require_engine!();
     let proxy = Proxy::engine();
-    assert_targets_refused(&proxy, &[b"/containers\\json", b"/containers/%5Cjson", b"/v1.41/containers%5cjson"]);
+    assert_targets_refused(
+        &proxy,
+        &[
+            b"/containers\\json",
+            b"/containers/%5Cjson",
+            b"/v1.41/containers%5cjson",
+        ],
+    );
 }
 
 #[test]
 fn refuses_double_percent_encoding() {
     require_engine!();
     let proxy = Proxy::engine();
-    assert_targets_refused(&proxy, &[b"/containers/%252e%252e/json", b"/%2541", b"/containers/json%25"]);
+    assert_targets_refused(
+        &proxy,
+        &[
+            b"/containers/%252e%252e/json",
+            b"/%2541",
+            b"/containers/json%25",
+        ],
+    );
 }
 
 #[test]
 fn refuses_invalid_percent_escapes() {
     require_engine!();
     let proxy = Proxy::engine();
-    assert_targets_refused(&proxy, &[b"/containers/%zz/json", b"/containers/%4", b"/containers/%", b"/con%G1"]);
+    assert_targets_refused(
+        &proxy,
+        &[
+            b"/containers/%zz/json",
+            b"/containers/%4",
+            b"/containers/%",
+            b"/con%G1",
+        ],
+    );
 }
 
 #[test]
@@ -116,7 +142,12 @@ fn refuses_empty_path_segments() {
     let proxy = Proxy::engine();
     assert_targets_refused(
         &proxy,
-        &[b"//containers/json", b"/v1.41//containers/json", b"/containers//json", b"/containers/%2Fjson"],
+        &[
+            b"//containers/json",
+            b"/v1.41//containers/json",
+            b"/containers//json",
+            b"/containers/%2Fjson",
+        ],
     );
 }
 
@@ -143,7 +174,14 @@ fn refuses_dot_segments_raw_and_encoded() {
 fn refuses_a_second_version_prefix() {
     require_engine!();
     let proxy = Proxy::engine();
-    assert_targets_refused(&proxy, &[b"/v1.41/v1.41/containers/json", b"/v1.41/v1.40/_ping", b"/v1.41/%761.24/info"]);
+    assert_targets_refused(
+        &proxy,
+        &[
+            b"/v1.41/v1.41/containers/json",
+            b"/v1.41/v1.40/_ping",
+            b"/v1.41/%761.24/info",
+        ],
+    );
 }
 
 #[test]
@@ -155,7 +193,12 @@ fn version_prefix_forms_reach_the_same_endpoint() {
             .iter()
             .map(|prefix| {
                 let response = proxy.request(&get(&format!("{prefix}{endpoint}")));
-                assert_eq!(response.status, 200, "{prefix}{endpoint}: {:?}", response.text());
+                assert_eq!(
+                    response.status,
+                    200,
+                    "{prefix}{endpoint}: {:?}",
+                    response.text()
+                );
                 response.json()
             })
             .collect();
@@ -170,9 +213,10 @@ fn version_prefix_forms_reach_the_same_endpoint() {
 fn refuses_form_urlencoded_bodies() {
     require_engine!();
     let proxy = Proxy::engine();
-    for content_type in
-        ["application/x-www-form-urlencoded", "Application/X-WWW-Form-URLEncoded; charset=utf-8"]
-    {
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "Application/X-WWW-Form-URLEncoded; charset=utf-8",
+    ] {
         let request = format!(
             "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: {content_type}\r\n\
              Content-Length: 13\r\n\r\nImage=busybox"
@@ -209,14 +253,24 @@ fn refuses_differing_content_lengths() {
           Content-Length: 3\r\n\r\n{} ",
         400,
     );
-    refused(&proxy, b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Length: 2, 3\r\n\r\n{} ", 400);
+    refused(
+        &proxy,
+        b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Length: 2, 3\r\n\r\n{} ",
+        400,
+    );
 }
 
 #[test]
 fn refuses_transfer_codings_other_than_chunked() {
     require_engine!();
     let proxy = Proxy::engine();
-    for coding in ["gzip", "gzip, chunked", "identity", "chunked, chunked", "xchunked"] {
+    for coding in [
+        "gzip",
+        "gzip, chunked",
+        "identity",
+        "chunked, chunked",
+        "xchunked",
+    ] {
         let request = format!(
             "POST /containers/create HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: {coding}\r\n\r\n\
              2\r\n{{}}\r\n0\r\n\r\n"
@@ -236,8 +290,16 @@ fn refuses_transfer_codings_other_than_chunked() {
 fn refuses_obsolete_line_folding() {
     require_engine!();
     let proxy = Proxy::engine();
-    refused(&proxy, b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Folded: first\r\n  continued\r\n\r\n", 400);
-    refused(&proxy, b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Folded: first\r\n\tcontinued\r\n\r\n", 400);
+    refused(
+        &proxy,
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Folded: first\r\n  continued\r\n\r\n",
+        400,
+    );
+    refused(
+        &proxy,
+        b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Folded: first\r\n\tcontinued\r\n\r\n",
+        400,
+    );
 }
 
 #[test]
@@ -252,19 +314,30 @@ fn refuses_malformed_chunk_sizes() {
         );
         let response = proxy.request(request.as_bytes());
         if response.status != 400 {
-            wrong.push(format!("chunk size {size:?} answered {} {:?}", response.status, response.text()));
+            wrong.push(format!(
+                "chunk size {size:?} answered {} {:?}",
+                response.status,
+                response.text()
+            ));
         } else {
             response.assert_json_error(400);
         }
     }
-    assert!(wrong.is_empty(), "malformed chunk sizes not refused with 400:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "malformed chunk sizes not refused with 400:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
 fn refuses_request_head_over_the_default_limit_with_431() {
     require_engine!();
     let proxy = Proxy::engine();
-    let request = format!("GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Big: {}\r\n\r\n", "a".repeat(70 * 1024));
+    let request = format!(
+        "GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
     refused(&proxy, request.as_bytes(), 431);
 }
 
@@ -296,11 +369,21 @@ fn expect_continue_upload_gets_100_before_the_body() {
     client.send(head.as_bytes());
     // Like curl: wait for the interim response before sending the body.
     let interim = client.read_head();
-    assert_eq!(interim.status, 100, "expected 100 Continue first: {interim:?}");
+    assert_eq!(
+        interim.status, 100,
+        "expected 100 Continue first: {interim:?}"
+    );
     client.send(body.as_bytes());
     let response = client.read_response_for("POST");
-    assert_eq!(response.status, 201, "create answered {:?}", response.text());
-    assert!(response.json()["Id"].as_str().is_some_and(|id| id.len() == 64));
+    assert_eq!(
+        response.status,
+        201,
+        "create answered {:?}",
+        response.text()
+    );
+    assert!(response.json()["Id"]
+        .as_str()
+        .is_some_and(|id| id.len() == 64));
 }
 
 #[test]
@@ -322,7 +405,11 @@ fn keep_alive_connection_serves_several_requests_in_order() {
     client.send(&get("/v1.41/containers/%zz/json"));
     client.read_response().assert_json_error(400);
     client.send(&get("/_ping"));
-    assert_eq!(client.read_response().text(), "OK", "connection unusable after a refusal");
+    assert_eq!(
+        client.read_response().text(),
+        "OK",
+        "connection unusable after a refusal"
+    );
 }
 
 #[test]
@@ -360,8 +447,19 @@ fn hop_by_hop_headers_and_credentials_are_not_forwarded() {
         .find(|r| r.target == "/v1.41/containers/json")
         .expect("the engine saw the request");
     assert_eq!(request.header("x-end-to-end"), Some("kept"));
-    for name in ["authorization", "proxy-authorization", "x-hop-listed", "keep-alive", "te", "proxy-connection"] {
-        assert!(!request.has_header(name), "{name} was forwarded: {:?}", support::lossy(&request.raw_head));
+    for name in [
+        "authorization",
+        "proxy-authorization",
+        "x-hop-listed",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+    ] {
+        assert!(
+            !request.has_header(name),
+            "{name} was forwarded: {:?}",
+            support::lossy(&request.raw_head)
+        );
     }
     if let Some(connection) = request.header("connection") {
         assert!(
@@ -388,13 +486,23 @@ fn refused_requests_never_reach_the_engine() {
     ];
     for request in bad {
         let response = proxy.request(request);
-        assert!((400..500).contains(&response.status), "{:?}: {}", support::lossy(request), response.status);
+        assert!(
+            (400..500).contains(&response.status),
+            "{:?}: {}",
+            support::lossy(request),
+            response.status
+        );
     }
     // A good request afterwards proves the engine was reachable all along.
     assert_eq!(proxy.request(&get("/info")).status, 200);
     // The proxy's own readiness pings are not client requests.
-    let seen: Vec<String> =
-        store.lock().unwrap().iter().map(|r| r.target.clone()).filter(|t| t != "/_ping").collect();
+    let seen: Vec<String> = store
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.target.clone())
+        .filter(|t| t != "/_ping")
+        .collect();
     assert_eq!(seen, ["/info"], "refused requests reached the engine");
 }
 
@@ -417,13 +525,20 @@ fn refusal_of_a_request_with_a_body_closes_or_skips_the_body() {
     response.assert_json_error(400);
     // Either the proxy announces and does a close, or the connection stays
     // usable and the next request is the next one the engine sees.
-    let closing = response.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let closing = response
+        .header("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"));
     if closing {
-        client.closed_within(Duration::from_secs(5)).expect("announced close");
+        client
+            .closed_within(Duration::from_secs(5))
+            .expect("announced close");
     } else {
         client.send(&get("/after"));
         assert_eq!(client.read_response().status, 200);
     }
     let seen = store.lock().unwrap();
-    assert!(seen.iter().all(|r| r.target != "/smuggled"), "body was forwarded as a request: {seen:?}");
+    assert!(
+        seen.iter().all(|r| r.target != "/smuggled"),
+        "body was forwarded as a request: {seen:?}"
+    );
 }

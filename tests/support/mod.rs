@@ -38,7 +38,10 @@ pub fn engine_available() -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    if stream.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n").is_err() {
+    if stream
+        .write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut answer = Vec::new();
@@ -270,7 +273,9 @@ impl Proxy {
             .stdout(Stdio::null())
             .stderr(stderr);
         if !options.config_only {
-            command.env("DOCKER_PROXY_PORT", port.to_string()).env("DOCKER_SOCKET", &options.socket);
+            command
+                .env("DOCKER_PROXY_PORT", port.to_string())
+                .env("DOCKER_SOCKET", &options.socket);
         }
         if options.driver == Driver::Epoll {
             command.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
@@ -279,7 +284,13 @@ impl Proxy {
             command.env(key, value);
         }
         let child = command.spawn().expect("spawn the proxy binary");
-        let mut proxy = Proxy { child, port, socket: options.socket.clone(), stderr_path, dir };
+        let mut proxy = Proxy {
+            child,
+            port,
+            socket: options.socket.clone(),
+            stderr_path,
+            dir,
+        };
         proxy.wait_ready()?;
         Ok(proxy)
     }
@@ -288,13 +299,19 @@ impl Proxy {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("exited early with {status}; stderr:\n{}", self.stderr()));
+                return Err(format!(
+                    "exited early with {status}; stderr:\n{}",
+                    self.stderr()
+                ));
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!("not accepting after 15 s; stderr:\n{}", self.stderr()));
+                return Err(format!(
+                    "not accepting after 15 s; stderr:\n{}",
+                    self.stderr()
+                ));
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -361,7 +378,11 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
-            eprintln!("--- proxy stderr (port {}) ---\n{}", self.port, self.stderr());
+            eprintln!(
+                "--- proxy stderr (port {}) ---\n{}",
+                self.port,
+                self.stderr()
+            );
         }
     }
 }
@@ -405,8 +426,15 @@ pub struct Cli {
 impl Cli {
     pub fn new(program: &str) -> Cli {
         let mut command = Command::new(program);
-        command.env_remove("DOCKER_CONTEXT").env_remove("DOCKER_API_VERSION");
-        Cli { command, description: program.to_owned(), stdin: None, timeout: IO_TIMEOUT }
+        command
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION");
+        Cli {
+            command,
+            description: program.to_owned(),
+            stdin: None,
+            timeout: IO_TIMEOUT,
+        }
     }
 
     /// The docker CLI pointed at the proxy.
@@ -419,7 +447,8 @@ impl Cli {
     /// The docker CLI talking to the engine directly (cleanup only).
     pub fn docker_direct() -> Cli {
         let mut cli = Cli::new("docker");
-        cli.command.env("DOCKER_HOST", format!("unix://{ENGINE_SOCKET}"));
+        cli.command
+            .env("DOCKER_HOST", format!("unix://{ENGINE_SOCKET}"));
         cli
     }
 
@@ -454,9 +483,19 @@ impl Cli {
 
     /// Runs to completion; panics (after killing it) past the timeout.
     pub fn run(mut self) -> Output {
-        let stdin = if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() };
-        self.command.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = self.command.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.description));
+        let stdin = if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        self.command
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self
+            .command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.description));
         let writer = self.stdin.take().map(|bytes| {
             let mut pipe = child.stdin.take().expect("stdin pipe");
             thread::spawn(move || {
@@ -488,8 +527,14 @@ impl Cli {
 
     /// Starts the command and streams its stdout lines.
     pub fn spawn(mut self) -> Running {
-        self.command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = self.command.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.description));
+        self.command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self
+            .command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.description));
         let (sender, lines) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout pipe");
         thread::spawn(move || {
@@ -501,7 +546,13 @@ impl Cli {
             }
         });
         let stderr = read_all_in_thread(child.stderr.take().expect("stderr pipe"));
-        Running { child, lines, stderr: Some(stderr), description: self.description, seen: Vec::new() }
+        Running {
+            child,
+            lines,
+            stderr: Some(stderr),
+            description: self.description,
+            seen: Vec::new(),
+        }
     }
 }
 
@@ -538,7 +589,11 @@ impl Running {
                 Err(_) => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    let stderr = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+                    let stderr = self
+                        .stderr
+                        .take()
+                        .and_then(|h| h.join().ok())
+                        .unwrap_or_default();
                     panic!(
                         "`{}`: no line containing {needle:?} within {timeout:?}\n\
                          lines seen: {:?}\nstderr:\n{stderr}",
@@ -582,7 +637,9 @@ pub struct ContainerGuard {
 
 impl ContainerGuard {
     pub fn new(prefix: &str) -> ContainerGuard {
-        ContainerGuard { name: unique_name(prefix) }
+        ContainerGuard {
+            name: unique_name(prefix),
+        }
     }
 }
 
@@ -630,7 +687,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -644,9 +704,17 @@ impl Response {
 
     /// Asserts the status and a JSON `{"message": ...}` body; returns it.
     pub fn assert_json_error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "unexpected response: {self:?} body {:?}", self.text());
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected response: {self:?} body {:?}",
+            self.text()
+        );
         let content_type = self.header("content-type").unwrap_or_default();
-        assert!(content_type.starts_with("application/json"), "content type {content_type:?}");
+        assert!(
+            content_type.starts_with("application/json"),
+            "content type {content_type:?}"
+        );
         let value = self.json();
         let message = value["message"].as_str().unwrap_or_default().to_owned();
         assert!(!message.is_empty(), "no message in {value}");
@@ -654,7 +722,8 @@ impl Response {
     }
 
     fn is_chunked(&self) -> bool {
-        self.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        self.header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
     }
 }
 
@@ -673,14 +742,23 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(addr: &str) -> RawClient {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
         stream.set_nodelay(true).expect("nodelay");
-        RawClient { stream, buf: Vec::new() }
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub fn set_read_timeout(&self, timeout: Duration) {
-        self.stream.set_read_timeout(Some(timeout)).expect("read timeout");
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .expect("read timeout");
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -698,7 +776,10 @@ impl RawClient {
     fn fill_or_panic(&mut self, what: &str) {
         match self.fill() {
             Ok(true) => {}
-            Ok(false) => panic!("connection closed while reading {what}; have {:?}", lossy(&self.buf)),
+            Ok(false) => panic!(
+                "connection closed while reading {what}; have {:?}",
+                lossy(&self.buf)
+            ),
             Err(e) => panic!("reading {what}: {e}; have {:?}", lossy(&self.buf)),
         }
     }
@@ -835,7 +916,12 @@ impl RawClient {
             match self.fill() {
                 Ok(false) => break Ok(()),
                 Ok(true) => continue,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     break Err(format!("still open after {timeout:?}"))
                 }
                 Err(_) => break Ok(()),
@@ -851,7 +937,9 @@ impl RawClient {
     }
 
     pub fn shutdown_write(&self) {
-        self.stream.shutdown(Shutdown::Write).expect("shutdown write");
+        self.stream
+            .shutdown(Shutdown::Write)
+            .expect("shutdown write");
     }
 }
 
@@ -861,7 +949,10 @@ fn parse_head(head: &[u8]) -> Response {
     let status_line = lines.next().unwrap_or_default();
     let mut parts = status_line.splitn(3, ' ');
     let version = parts.next().unwrap_or_default();
-    assert!(version.starts_with("HTTP/1."), "not an HTTP/1 response: {text:?}");
+    assert!(
+        version.starts_with("HTTP/1."),
+        "not an HTTP/1 response: {text:?}"
+    );
     let status = parts
         .next()
         .and_then(|s| s.parse().ok())
@@ -871,7 +962,12 @@ fn parse_head(head: &[u8]) -> Response {
         .filter_map(|line| line.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    Response { status, reason, headers, body: Vec::new() }
+    Response {
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+    }
 }
 
 pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -898,7 +994,10 @@ pub struct EngineRequest {
 
 impl EngineRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == &name.to_ascii_lowercase()).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn has_header(&self, name: &str) -> bool {
@@ -914,9 +1013,16 @@ pub struct EngineConn {
 
 impl EngineConn {
     fn new(stream: UnixStream) -> EngineConn {
-        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("read timeout");
-        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("write timeout");
-        EngineConn { stream, buf: Vec::new() }
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
+        EngineConn {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     fn fill(&mut self) -> std::io::Result<bool> {
@@ -934,11 +1040,14 @@ impl EngineConn {
     pub fn read_head(&mut self) -> Option<EngineRequest> {
         loop {
             let request = self.read_any_head()?;
-            let bodiless = !request.has_header("content-length") && !request.has_header("transfer-encoding");
+            let bodiless =
+                !request.has_header("content-length") && !request.has_header("transfer-encoding");
             if request.target == "/_ping" && bodiless && request.method == "GET" {
                 self.respond(200, "text/plain", b"OK");
             } else if request.target == "/_ping" && bodiless && request.method == "HEAD" {
-                self.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n");
+                self.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n",
+                );
             } else {
                 return Some(request);
             }
@@ -964,14 +1073,21 @@ impl EngineConn {
             .filter_map(|line| line.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
             .collect();
-        Some(EngineRequest { method, target, headers, body: Vec::new(), raw_head })
+        Some(EngineRequest {
+            method,
+            target,
+            headers,
+            body: Vec::new(),
+            raw_head,
+        })
     }
 
     /// Reads a whole request including its body (Content-Length or chunked).
     pub fn read_request(&mut self) -> Option<EngineRequest> {
         let mut request = self.read_head()?;
-        let chunked =
-            request.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let chunked = request
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         if chunked {
             request.body = self.read_chunked_body()?;
         } else if let Some(length) = request.header("content-length") {
@@ -1018,9 +1134,14 @@ impl EngineConn {
 
     /// Streams a body of `length` bytes (or chunked when `None`) through
     /// `sink` without keeping it; returns the byte count.
-    pub fn drain_body(&mut self, request: &EngineRequest, mut sink: impl FnMut(&[u8])) -> Option<u64> {
-        let chunked =
-            request.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    pub fn drain_body(
+        &mut self,
+        request: &EngineRequest,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Option<u64> {
+        let chunked = request
+            .header("transfer-encoding")
+            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
         let mut total = 0u64;
         if chunked {
             loop {
@@ -1114,8 +1235,12 @@ impl FakeEngine {
     }
 
     /// Starts on a given path (which must not exist yet).
-    pub fn start_at(path: &Path, handler: impl Fn(&mut EngineConn) + Send + Sync + 'static) -> FakeEngine {
-        let listener = UnixListener::bind(path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+    pub fn start_at(
+        path: &Path,
+        handler: impl Fn(&mut EngineConn) + Send + Sync + 'static,
+    ) -> FakeEngine {
+        let listener =
+            UnixListener::bind(path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
         let stop = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -1168,7 +1293,9 @@ impl Drop for FakeEngine {
 
 /// A handler that answers every request on the connection with `200` and
 /// a small JSON body, recording each request.
-pub fn recording_handler(store: Arc<Mutex<Vec<EngineRequest>>>) -> impl Fn(&mut EngineConn) + Send + Sync {
+pub fn recording_handler(
+    store: Arc<Mutex<Vec<EngineRequest>>>,
+) -> impl Fn(&mut EngineConn) + Send + Sync {
     move |conn: &mut EngineConn| {
         while let Some(request) = conn.read_request() {
             store.lock().unwrap().push(request);
