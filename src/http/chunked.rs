@@ -15,6 +15,8 @@ const MAX_TRAILERS: usize = 16 * 1024;
 enum State {
     /// Reading hex digits of a chunk size.
     Size { digits: usize, value: u64 },
+    /// Whitespace after the size: only more of it, `;` or CR may follow.
+    SizeSpace { value: u64 },
     /// After the size: extensions up to CR.
     Extension { value: u64 },
     /// CR seen after a size line; LF must follow.
@@ -100,10 +102,20 @@ impl ChunkedScanner {
                     }
                     None if digits == 0 => return Err(bad("chunk size missing")),
                     None => match byte {
-                        b';' | b' ' | b'\t' => State::Extension { value },
+                        b';' => State::Extension { value },
+                        b' ' | b'\t' => State::SizeSpace { value },
                         b'\r' => State::SizeLf { value },
                         _ => return Err(bad("invalid character in chunk size")),
                     },
+                }
+            }
+            State::SizeSpace { value } => {
+                self.count_line()?;
+                match byte {
+                    b' ' | b'\t' => State::SizeSpace { value },
+                    b';' => State::Extension { value },
+                    b'\r' => State::SizeLf { value },
+                    _ => return Err(bad("invalid character after chunk size")),
                 }
             }
             State::Extension { value } => {
@@ -237,6 +249,7 @@ mod tests {
             b"3\r\nabcd\r\n",
             b"3\r\nabc\n",
             b"0\r\nX: 1\n",
+            b"2 2\r\nab\r\n",
         ] {
             assert!(decode_in_pieces(body, body.len()).is_err(), "{:?}", body);
         }
