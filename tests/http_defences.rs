@@ -15,26 +15,80 @@ fn get(target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: docker\r\n\r\n").into_bytes()
 }
 
+/// The proxy twice: in front of a fake engine that answers 200 to every
+/// request (so a refusal can only come from the proxy, never from an engine
+/// that happened to dislike the request too) and in front of the real
+/// engine (skipped loudly without one, fatal under `CI`).
+struct Sides {
+    _fake_engine: FakeEngine,
+    fake: Proxy,
+    real: Option<Proxy>,
+}
+
+impl Sides {
+    fn start() -> Sides {
+        let fake_engine = FakeEngine::start(|conn| {
+            while conn.read_request().is_some() {
+                conn.respond(200, "application/json", b"{\"from\":\"fake engine\"}");
+            }
+        });
+        let fake = fake_engine.proxy(Driver::Default);
+        let real = support::require_engine("http_defences (real engine half)").then(Proxy::engine);
+        Sides {
+            _fake_engine: fake_engine,
+            fake,
+            real,
+        }
+    }
+
+    /// Sends the request through both proxies; returns the fake side's
+    /// response after checking the real side answered the same status.
+    fn request(&self, bytes: &[u8]) -> Response {
+        let response = self.fake.request(bytes);
+        if let Some(real) = &self.real {
+            let other = real.request(bytes);
+            assert_eq!(
+                other.status,
+                response.status,
+                "{:?}: real engine side answered {} {:?}, fake engine side {} {:?}",
+                support::lossy(bytes),
+                other.status,
+                other.text(),
+                response.status,
+                response.text()
+            );
+        }
+        response
+    }
+}
+
 /// Sends each target on its own connection and expects 400 with a message.
-fn assert_targets_refused(proxy: &Proxy, targets: &[&[u8]]) {
+fn assert_targets_refused(proxy: &Sides, targets: &[&[u8]]) {
+    let mut wrong = Vec::new();
     for target in targets {
         let mut request = b"GET ".to_vec();
         request.extend_from_slice(target);
         request.extend_from_slice(b" HTTP/1.1\r\nHost: docker\r\n\r\n");
         let response = proxy.request(&request);
-        assert_eq!(
-            response.status,
-            400,
-            "target {:?} was not refused: {} {:?}",
-            support::lossy(target),
-            response.status,
-            response.text()
-        );
-        response.assert_json_error(400);
+        if response.status == 400 {
+            response.assert_json_error(400);
+        } else {
+            wrong.push(format!(
+                "{:?}: {} {:?}",
+                support::lossy(target),
+                response.status,
+                response.text()
+            ));
+        }
     }
+    assert!(
+        wrong.is_empty(),
+        "targets not refused with 400:\n{}",
+        wrong.join("\n")
+    );
 }
 
-fn refused(proxy: &Proxy, request: &[u8], status: u16) -> String {
+fn refused(proxy: &Sides, request: &[u8], status: u16) -> String {
     let response = proxy.request(request);
     assert_eq!(
         response.status,
@@ -51,8 +105,7 @@ fn refused(proxy: &Proxy, request: &[u8], status: u16) -> String {
 
 #[test]
 fn refuses_targets_that_are_not_origin_form() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     for request in [
         &b"GET http://127.0.0.1/_ping HTTP/1.1\r\nHost: docker\r\n\r\n"[..],
         b"GET _ping HTTP/1.1\r\nHost: docker\r\n\r\n",
@@ -65,8 +118,7 @@ fn refuses_targets_that_are_not_origin_form() {
 
 #[test]
 fn refuses_control_characters_raw_and_encoded() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     assert_targets_refused(
         &proxy,
         &[
@@ -84,8 +136,7 @@ fn refuses_control_characters_raw_and_encoded() {
 
 #[test]
 fn refuses_raw_nul_in_the_target() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     refused(
         &proxy,
         b"GET /containers/a\0b/json HTTP/1.1\r\nHost: docker\r\n\r\n",
@@ -95,8 +146,7 @@ fn refuses_raw_nul_in_the_target() {
 
 #[test]
 fn refuses_backslashes_raw_and_encoded() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     assert_targets_refused(
         &proxy,
         &[
@@ -109,8 +159,7 @@ fn refuses_backslashes_raw_and_encoded() {
 
 #[test]
 fn refuses_double_percent_encoding() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     assert_targets_refused(
         &proxy,
         &[
@@ -123,8 +172,7 @@ fn refuses_double_percent_encoding() {
 
 #[test]
 fn refuses_invalid_percent_escapes() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     assert_targets_refused(
         &proxy,
         &[
@@ -138,8 +186,7 @@ fn refuses_invalid_percent_escapes() {
 
 #[test]
 fn refuses_empty_path_segments() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     assert_targets_refused(
         &proxy,
         &[
@@ -153,8 +200,7 @@ fn refuses_empty_path_segments() {
 
 #[test]
 fn refuses_dot_segments_raw_and_encoded() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     assert_targets_refused(
         &proxy,
         &[
@@ -172,8 +218,7 @@ fn refuses_dot_segments_raw_and_encoded() {
 
 #[test]
 fn refuses_a_second_version_prefix() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     assert_targets_refused(
         &proxy,
         &[
@@ -184,35 +229,11 @@ fn refuses_a_second_version_prefix() {
     );
 }
 
-#[test]
-fn version_prefix_forms_reach_the_same_endpoint() {
-    require_engine!();
-    let proxy = Proxy::engine();
-    for endpoint in ["/containers/json?all=1", "/version"] {
-        let bodies: Vec<serde_json::Value> = ["/v1.41", "", "/v1.41.0"]
-            .iter()
-            .map(|prefix| {
-                let response = proxy.request(&get(&format!("{prefix}{endpoint}")));
-                assert_eq!(
-                    response.status,
-                    200,
-                    "{prefix}{endpoint}: {:?}",
-                    response.text()
-                );
-                response.json()
-            })
-            .collect();
-        assert_eq!(bodies[0], bodies[1], "{endpoint} without prefix differs");
-        assert_eq!(bodies[0], bodies[2], "{endpoint} with /v1.41.0 differs");
-    }
-}
-
 // === bodies and framing ===
 
 #[test]
 fn refuses_form_urlencoded_bodies() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     for content_type in [
         "application/x-www-form-urlencoded",
         "Application/X-WWW-Form-URLEncoded; charset=utf-8",
@@ -227,8 +248,7 @@ fn refuses_form_urlencoded_bodies() {
 
 #[test]
 fn refuses_content_length_together_with_transfer_encoding() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     refused(
         &proxy,
         b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n\
@@ -245,8 +265,7 @@ fn refuses_content_length_together_with_transfer_encoding() {
 
 #[test]
 fn refuses_differing_content_lengths() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     refused(
         &proxy,
         b"POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Length: 2\r\n\
@@ -262,8 +281,7 @@ fn refuses_differing_content_lengths() {
 
 #[test]
 fn refuses_transfer_codings_other_than_chunked() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     for coding in [
         "gzip",
         "gzip, chunked",
@@ -288,8 +306,7 @@ fn refuses_transfer_codings_other_than_chunked() {
 
 #[test]
 fn refuses_obsolete_line_folding() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     refused(
         &proxy,
         b"GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Folded: first\r\n  continued\r\n\r\n",
@@ -304,23 +321,27 @@ fn refuses_obsolete_line_folding() {
 
 #[test]
 fn refuses_malformed_chunk_sizes() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     let mut wrong = Vec::new();
     for size in ["zz", "-1", "0x2", "2 2", "+2", "fffffffffffffffffffff", ""] {
         let request = format!(
             "POST /containers/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n\
              Transfer-Encoding: chunked\r\n\r\n{size}\r\n{{}}\r\n0\r\n\r\n"
         );
-        let response = proxy.request(request.as_bytes());
-        if response.status != 400 {
-            wrong.push(format!(
-                "chunk size {size:?} answered {} {:?}",
-                response.status,
-                response.text()
-            ));
-        } else {
-            response.assert_json_error(400);
+        // Collect every miss on both sides instead of stopping at the first.
+        let sides = std::iter::once(("fake engine", &proxy.fake))
+            .chain(proxy.real.as_ref().map(|real| ("real engine", real)));
+        for (side, proxy) in sides {
+            let response = proxy.request(request.as_bytes());
+            if response.status == 400 {
+                response.assert_json_error(400);
+            } else {
+                let text = response.text();
+                wrong.push(format!(
+                    "{side}: chunk size {size:?} answered {} {text:?}",
+                    response.status
+                ));
+            }
         }
     }
     assert!(
@@ -332,8 +353,7 @@ fn refuses_malformed_chunk_sizes() {
 
 #[test]
 fn refuses_request_head_over_the_default_limit_with_431() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     let request = format!(
         "GET /_ping HTTP/1.1\r\nHost: docker\r\nX-Big: {}\r\n\r\n",
         "a".repeat(70 * 1024)
@@ -343,12 +363,34 @@ fn refuses_request_head_over_the_default_limit_with_431() {
 
 #[test]
 fn refuses_http_2_request_line_with_505() {
-    require_engine!();
-    let proxy = Proxy::engine();
+    let proxy = Sides::start();
     refused(&proxy, b"GET /_ping HTTP/2.0\r\nHost: docker\r\n\r\n", 505);
 }
 
 // === what works ===
+
+#[test]
+fn version_prefix_forms_reach_the_same_endpoint() {
+    require_engine!();
+    let proxy = Proxy::engine();
+    for endpoint in ["/containers/json?all=1", "/version"] {
+        let bodies: Vec<serde_json::Value> = ["/v1.41", "", "/v1.41.0"]
+            .iter()
+            .map(|prefix| {
+                let response = proxy.request(&get(&format!("{prefix}{endpoint}")));
+                assert_eq!(
+                    response.status,
+                    200,
+                    "{prefix}{endpoint}: {:?}",
+                    response.text()
+                );
+                response.json()
+            })
+            .collect();
+        assert_eq!(bodies[0], bodies[1], "{endpoint} without prefix differs");
+        assert_eq!(bodies[0], bodies[2], "{endpoint} with /v1.41.0 differs");
+    }
+}
 
 #[test]
 fn expect_continue_upload_gets_100_before_the_body() {
