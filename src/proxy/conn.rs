@@ -36,6 +36,9 @@ pub struct Client<S> {
     pub addr: SocketAddr,
     /// Verified client certificate (DER), when TLS asked for one.
     pub peer_cert: Option<Vec<u8>>,
+    /// The TCP socket under `io`, for shutting down idle connections when
+    /// the process drains.
+    pub fd: std::os::fd::RawFd,
 }
 
 /// How a request/response exchange left the client connection.
@@ -50,7 +53,7 @@ pub async fn serve<S: ClientIo>(mut client: Client<S>, worker: Rc<Worker>) {
     let mut deadline = Instant::now() + worker.snapshot().settings.limits.header_timeout;
     loop {
         let snapshot = worker.snapshot();
-        let head = match read_head(&mut client, &snapshot, deadline).await {
+        let head = match read_head(&mut client, &snapshot, &worker, deadline).await {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(response) => {
@@ -84,6 +87,7 @@ pub async fn serve<S: ClientIo>(mut client: Client<S>, worker: Rc<Worker>) {
 async fn read_head<S: ClientIo>(
     client: &mut Client<S>,
     snapshot: &Snapshot,
+    worker: &Worker,
     mut deadline: Instant,
 ) -> Result<Option<RequestHead>, Vec<u8>> {
     let limits = &snapshot.settings.limits;
@@ -104,7 +108,12 @@ async fn read_head<S: ClientIo>(
         }
         let wait = deadline.saturating_duration_since(Instant::now());
         let buf = std::mem::take(&mut client.buf);
+        let idle = (!started).then(|| worker.idle_guard(client.fd));
+        if idle.is_some() && worker.is_draining() {
+            return Ok(None);
+        }
         let read = monoio::time::timeout(wait, read_append(&mut client.io, buf, 4096)).await;
+        drop(idle);
         match read {
             Err(_) if started => {
                 let message = "request head not received within limits.header_timeout";

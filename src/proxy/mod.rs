@@ -7,6 +7,9 @@ pub mod filter;
 pub mod io;
 pub mod tunnel;
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +23,55 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub pool: Pool,
     pub counters: Arc<WorkerCounters>,
+    /// Client connections waiting for their next request, by id.
+    idle: RefCell<HashMap<u64, RawFd>>,
+    next_idle_id: Cell<u64>,
+}
+
+/// Marks a connection idle (between requests) while alive.
+pub struct IdleGuard<'a> {
+    worker: &'a Worker,
+    id: u64,
+}
+
+impl Drop for IdleGuard<'_> {
+    fn drop(&mut self) {
+        self.worker.idle.borrow_mut().remove(&self.id);
+    }
 }
 
 impl Worker {
+    pub fn new(core: usize, shared: Arc<Shared>, pool: Pool) -> Self {
+        let counters = shared.metrics.worker(core);
+        Worker {
+            core,
+            shared,
+            pool,
+            counters,
+            idle: RefCell::default(),
+            next_idle_id: Cell::new(0),
+        }
+    }
+
+    /// Registers `fd` as idle until the guard drops. The caller keeps the
+    /// socket open for at least as long as the guard lives.
+    pub fn idle_guard(&self, fd: RawFd) -> IdleGuard<'_> {
+        let id = self.next_idle_id.get();
+        self.next_idle_id.set(id + 1);
+        self.idle.borrow_mut().insert(id, fd);
+        IdleGuard { worker: self, id }
+    }
+
+    /// Ends the wait of every idle connection: their pending read sees end
+    /// of stream and the connection closes without a request in flight.
+    pub fn close_idle(&self) {
+        for fd in self.idle.borrow().values() {
+            // SAFETY: a registered fd belongs to a connection whose task
+            // holds its socket open until its IdleGuard unregisters it.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) };
+            let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Read);
+        }
+    }
     /// The policy snapshot a new request uses from start to end.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.load_full()

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener as StdListener};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,12 +70,14 @@ pub async fn accept_loop(core: usize, shared: Arc<Shared>, listener: StdListener
         }
     };
     let pool = Pool::new(shared.socket.clone(), shared.snapshot.load().settings.limits.upstream_connect);
-    let counters = shared.metrics.worker(core);
-    let worker = Rc::new(Worker { core, shared: shared.clone(), pool, counters });
+    let worker = Rc::new(Worker::new(core, shared.clone(), pool));
+    monoio::spawn(close_idle_when_draining(worker.clone()));
     loop {
         let accepted = listener.accept().await;
         if shared.is_draining() {
-            return;
+            // Keep the runtime (and the connections it still serves) alive;
+            // the signal thread ends the process after the grace period.
+            std::future::pending::<()>().await;
         }
         let (stream, addr) = match accepted {
             Ok(pair) => pair,
@@ -99,12 +102,24 @@ pub async fn accept_loop(core: usize, shared: Arc<Shared>, listener: StdListener
     }
 }
 
+/// Once the process drains, keeps closing connections that sit idle
+/// between requests, so they do not hold shutdown up until the grace ends.
+async fn close_idle_when_draining(worker: Rc<Worker>) {
+    loop {
+        monoio::time::sleep(Duration::from_millis(100)).await;
+        if worker.is_draining() {
+            worker.close_idle();
+        }
+    }
+}
+
 /// Runs the TLS handshake when TLS is configured, then serves HTTP.
 async fn start_connection(stream: monoio::net::TcpStream, addr: SocketAddr, worker: Rc<Worker>) {
+    let fd = stream.as_raw_fd();
     let snapshot = worker.snapshot();
     let Some(tls) = snapshot.tls.clone() else {
         drop(snapshot);
-        let client = Client { io: stream, buf: Vec::new(), addr, peer_cert: None };
+        let client = Client { io: stream, buf: Vec::new(), addr, peer_cert: None, fd };
         return serve(client, worker).await;
     };
     let timeout = snapshot.settings.limits.header_timeout;
@@ -112,7 +127,7 @@ async fn start_connection(stream: monoio::net::TcpStream, addr: SocketAddr, work
     match monoio::time::timeout(timeout, crate::tls::accept(tls, stream)).await {
         Ok(Ok(accepted)) => {
             let peer_cert = accepted.peer_cert.map(|cert| cert.to_vec());
-            let client = Client { io: accepted.stream, buf: Vec::new(), addr, peer_cert };
+            let client = Client { io: accepted.stream, buf: Vec::new(), addr, peer_cert, fd };
             serve(client, worker).await;
         }
         Ok(Err(error)) => tracing::debug!(client.addr = %addr, %error, "tls handshake failed"),
