@@ -1,4 +1,4 @@
-//! The command line: flags, `--check-config` and `explain`.
+//! The command line: flags, `--check-config`, `explain` and `setup`.
 //!
 //! Flags are the highest-precedence source of settings (SPEC section 3);
 //! they become [`Overrides`] for `crate::config`.
@@ -53,6 +53,19 @@ pub enum Command {
     /// Evaluate one hypothetical request against the policy, offline.
     /// Exit code 0 when it would be allowed, 1 when refused.
     Explain(ExplainArgs),
+    /// Interactive wizard that writes a configuration file which passes
+    /// `--check-config`.
+    Setup(SetupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetupArgs {
+    /// File to write. Default: config.yaml.
+    #[arg(long, default_value = "config.yaml", value_name = "PATH")]
+    pub output: PathBuf,
+    /// Replace the file if it already exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +129,11 @@ pub fn check_config(overrides: &Overrides) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `setup`: runs the configuration wizard.
+pub fn setup(args: &SetupArgs) -> ExitCode {
+    crate::setup::run(&args.output, args.force)
 }
 
 /// `explain`: evaluates one request offline and prints why.

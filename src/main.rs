@@ -15,6 +15,7 @@ mod metrics;
 mod policy;
 mod proxy;
 mod runtime;
+mod setup;
 mod tls;
 mod upstream;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
     let overrides = args.overrides();
     match args.command {
         Some(cli::Command::Explain(explain)) => cli::explain(&overrides, &explain),
+        Some(cli::Command::Setup(setup)) => cli::setup(&setup),
         None if args.check_config => cli::check_config(&overrides),
         None => match runtime::run(overrides) {
             Ok(()) => ExitCode::SUCCESS,
