@@ -26,8 +26,25 @@ use crate::http::ParseError;
 use crate::runtime::Snapshot;
 
 /// What a client socket must be able to do.
-pub trait ClientIo: AsyncReadRent + AsyncWriteRent + Split + 'static {}
-impl<T: AsyncReadRent + AsyncWriteRent + Split + 'static> ClientIo for T {}
+pub trait ClientIo: AsyncReadRent + AsyncWriteRent + Split + 'static {
+    /// Resolves when bytes can be read, without holding a buffer while
+    /// waiting: an idle keep-alive connection then costs no read buffer.
+    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>>;
+}
+
+impl ClientIo for monoio::net::TcpStream {
+    fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> {
+        self.readable(false)
+    }
+}
+
+impl ClientIo for monoio_rustls::ServerTlsStream<monoio::net::TcpStream> {
+    async fn wait_readable(&self) -> std::io::Result<()> {
+        // Decrypted bytes may already be buffered inside the TLS stream, so
+        // the socket's readiness says nothing; read directly.
+        Ok(())
+    }
+}
 
 /// A client connection and the bytes read from it but not used yet.
 pub struct Client<S> {
@@ -61,14 +78,16 @@ pub async fn serve<S: ClientIo>(mut client: Client<S>, worker: Rc<Worker>) {
                 return;
             }
         };
-        let next = exchange(&mut client, head, &snapshot, &worker).await;
+        // Boxed so that an idle connection's task stays small: only the
+        // head-reading state lives in it between requests.
+        let next = Box::pin(exchange(&mut client, head, &snapshot, &worker)).await;
         match next {
             Next::KeepAlive => {}
             Next::Close => return,
             Next::Upgrade { upstream } => {
                 let idle = snapshot.settings.limits.upgrade_idle;
                 drop(snapshot);
-                tunnel::run(client, upstream, idle).await;
+                Box::pin(tunnel::run(client, upstream, idle)).await;
                 return;
             }
         }
@@ -107,10 +126,20 @@ async fn read_head<S: ClientIo>(
             }
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        let buf = std::mem::take(&mut client.buf);
+        let mut buf = std::mem::take(&mut client.buf);
         let idle = (!started).then(|| worker.idle_guard(client.fd));
-        if idle.is_some() && worker.is_draining() {
-            return Ok(None);
+        if idle.is_some() {
+            if worker.is_draining() {
+                return Ok(None);
+            }
+            // Wait without a buffer; waiting can be cancelled by the
+            // timeout without losing bytes, unlike a read.
+            drop(buf);
+            match monoio::time::timeout(wait, client.io.wait_readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Ok(None),
+            }
+            buf = Vec::with_capacity(4096);
         }
         let read = monoio::time::timeout(wait, read_append(&mut client.io, buf, 4096)).await;
         drop(idle);

@@ -124,6 +124,19 @@ async fn start_connection(stream: monoio::net::TcpStream, addr: SocketAddr, work
     };
     let timeout = snapshot.settings.limits.header_timeout;
     drop(snapshot);
+    // Boxed: the TLS state is large, and an inline future would make every
+    // plain-TCP connection task as large as a TLS one.
+    Box::pin(serve_tls(stream, addr, fd, tls, timeout, worker)).await;
+}
+
+async fn serve_tls(
+    stream: monoio::net::TcpStream,
+    addr: SocketAddr,
+    fd: std::os::fd::RawFd,
+    tls: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    worker: Rc<Worker>,
+) {
     match monoio::time::timeout(timeout, crate::tls::accept(tls, stream)).await {
         Ok(Ok(accepted)) => {
             let peer_cert = accepted.peer_cert.map(|cert| cert.to_vec());
