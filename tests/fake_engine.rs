@@ -295,7 +295,42 @@ fn engine_close_finishes_client_promptly(driver: Driver) {
     assert_upgrade_headers_kept(&seen);
 }
 
+fn engine_half_close_reaches_client_which_can_still_send(driver: Driver) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let engine = upgrade_engine(seen.clone(), |conn, seen| {
+        conn.write(b"output-done");
+        // Half-close: the engine is done writing but still reads stdin.
+        let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        loop {
+            match conn.read_some() {
+                Ok(bytes) if bytes.is_empty() => break,
+                Ok(bytes) => seen.lock().unwrap().received.extend(bytes),
+                Err(_) => return,
+            }
+        }
+        seen.lock().unwrap().eof = true;
+    });
+    let proxy = engine.proxy(driver);
+    let mut client = start_upgrade(&proxy);
+    assert_eq!(client.read_bytes(11), b"output-done");
+    client
+        .closed_within(PROMPT)
+        .expect("the engine's half-close reaches the client as end of stream");
+    client.send(b"late-stdin");
+    client.shutdown_write();
+    let arrived = support::wait_for(Duration::from_secs(5), || {
+        let seen = seen.lock().unwrap();
+        seen.eof.then(|| seen.received.clone())
+    });
+    assert_eq!(
+        arrived.as_deref(),
+        Some(&b"late-stdin"[..]),
+        "client bytes sent after the engine's half-close must still arrive"
+    );
+}
+
 on_both_drivers! {
+    upgrade_engine_half_close_lets_the_client_keep_sending => engine_half_close_reaches_client_which_can_still_send;
     upgrade_client_half_close_reaches_engine_which_can_still_send => client_half_close_reaches_engine_which_can_still_send;
     upgrade_engine_close_finishes_the_client_promptly => engine_close_finishes_client_promptly;
 }

@@ -7,6 +7,7 @@
 //! `limits.upgrade_idle` without traffic either way.
 
 use std::cell::Cell;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ pub async fn run<S: ClientIo>(client: Client<S>, mut upstream: UnixStream, idle:
             return;
         }
     }
+    let upstream_fd = upstream.as_raw_fd();
     let (client_read, client_write) = io.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
     let last = Rc::new(Cell::new(Instant::now()));
@@ -36,7 +38,17 @@ pub async fn run<S: ClientIo>(client: Client<S>, mut upstream: UnixStream, idle:
     let mut watchdog = std::pin::pin!(watchdog(last, idle));
 
     monoio::select! {
-        _ = &mut to_client => {}
+        ended = &mut to_client => {
+            // The engine stopped sending. If it only shut down its write
+            // side, the client may still send (stdin after output ended);
+            // if it closed the connection, the client is finished now.
+            if ended == Ended::Eof && !peer_closed(upstream_fd) {
+                monoio::select! {
+                    _ = &mut to_engine => {}
+                    _ = &mut watchdog => {}
+                }
+            }
+        }
         _ = &mut watchdog => {}
         _ = &mut to_engine => {
             // The client finished sending; keep relaying the engine's output.
@@ -48,24 +60,50 @@ pub async fn run<S: ClientIo>(client: Client<S>, mut upstream: UnixStream, idle:
     }
 }
 
+/// How one direction of the copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The reading side reached end of stream.
+    Eof,
+    /// A read or write failed.
+    Failed,
+}
+
+/// True when the peer of `fd` closed the connection entirely, not just
+/// its write side. Linux reports POLLHUP only when both directions are
+/// shut down.
+fn peer_closed(fd: RawFd) -> bool {
+    let mut poll = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: `poll` is a valid pollfd for one entry; a zero timeout never
+    // blocks; `fd` is open (the tunnel's stream halves still own it).
+    let ready = unsafe { libc::poll(&mut poll, 1, 0) };
+    ready < 0 || poll.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Copies until end of stream, then shuts down the writer (half-close).
-async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(mut from: R, mut to: W, last: Rc<Cell<Instant>>) {
+async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
+    mut from: R,
+    mut to: W,
+    last: Rc<Cell<Instant>>,
+) -> Ended {
     let mut buf = Vec::with_capacity(COPY_BUF);
-    loop {
+    let ended = loop {
         buf.clear();
         let (result, next) = read_append(&mut from, buf, COPY_BUF).await;
         buf = next;
         match result {
-            Ok(0) | Err(_) => break,
+            Ok(0) => break Ended::Eof,
+            Err(_) => break Ended::Failed,
             Ok(_) => last.set(Instant::now()),
         }
         let (result, next) = write_all(&mut to, buf).await;
         buf = next;
         if result.is_err() {
-            break;
+            break Ended::Failed;
         }
-    }
+    };
     let _ = to.shutdown().await;
+    ended
 }
 
 async fn watchdog(last: Rc<Cell<Instant>>, idle: Duration) {
