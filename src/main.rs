@@ -3,25 +3,13 @@
 //!
 //! This file parses the command line and dispatches: run the proxy (the
 //! default), `--check-config`, `explain`, or the `setup` wizard. Loading,
-//! serving and everything else live in the modules below.
+//! serving and everything else live in the library (`lib.rs`).
 
-mod audit;
-mod auth;
-mod cli;
-mod config;
-mod http;
-mod logging;
-mod metrics;
-mod policy;
-mod proxy;
-mod runtime;
-mod setup;
-mod tls;
-mod upstream;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use docker_api_proxy::{cli, runtime};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
