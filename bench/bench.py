@@ -924,9 +924,10 @@ wrk.headers["Content-Type"] = "application/json"
         feats = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in self.features.items())
         head = [
             f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, mode {'--quick' if self.quick else 'full'}, "
-            f"{time.time() - started:.0f} s, commit {rev}, wrk -t1 {self.secs} s per figure (+{self.warm} s warm-up)",
+            f"{time.time() - started:.0f} s, commit {rev} (binary built "
+            f"{time.strftime('%H:%M:%S', time.localtime(os.path.getmtime(PROXY_BIN)))}), wrk -t1 {self.secs} s per figure (+{self.warm} s warm-up)",
             f"Machine: {os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB, Linux {os.uname().release}; "
-            f"load average before run {self.loadavg}",
+            f"load average before run {' '.join(self.loadavg)}, after {' '.join(open('/proc/loadavg').read().split()[:3])}",
             f"Policy features active in this build: {feats or 'not probed'}",
         ] + ([f"Extra proxy environment: {' '.join(f'{k}={v}' for k, v in self.proxy_env.items())}"]
              if self.proxy_env else []) + [
@@ -952,7 +953,7 @@ def proxy_stale():
     return bool(newer)
 
 
-def ensure_prereqs(rebuild):
+def ensure_prereqs(rebuild, no_build=False):
     missing = [pkg for tool, pkg in (("wrk", "wrk"), ("haproxy", "haproxy"), ("nginx", "nginx-light"))
                if not shutil.which(tool)]
     if missing:
@@ -960,7 +961,7 @@ def ensure_prereqs(rebuild):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + missing, env=env, check=True,
                        timeout=900, stdout=subprocess.DEVNULL)
-    if rebuild or not os.path.exists(PROXY_BIN) or proxy_stale():
+    if not os.path.exists(PROXY_BIN) or rebuild or (not no_build and proxy_stale()):
         log("building the proxy: cargo build --release (fat LTO, takes minutes)")
         subprocess.run(["cargo", "build", "--release", "--bin", "docker-api-proxy"], cwd=REPO, check=True, timeout=3600)
     log("building bench-tools")
@@ -972,6 +973,8 @@ def main():
     ap = argparse.ArgumentParser(description="docker-api-proxy load-test harness")
     ap.add_argument("--quick", action="store_true", help="short runs (whole harness under two minutes)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the release binary even if it exists")
+    ap.add_argument("--no-build", action="store_true",
+                    help="use the existing release binary even if src/ is newer (it is still built if missing)")
     ap.add_argument("--only", default="", help="comma list of: get,redact,post,bulk,idle,streams,reload,real")
     ap.add_argument("--no-real-engine", action="store_true", help="skip the real dockerd scenario")
     ap.add_argument("--proxy-env", action="append", default=[], metavar="K=V",
@@ -980,7 +983,7 @@ def main():
     args = ap.parse_args()
 
     started = time.time()
-    ensure_prereqs(args.rebuild)
+    ensure_prereqs(args.rebuild, args.no_build)
     # 10,000 idle connections need more descriptors (children inherit this).
     # (Raise the soft limit to the hard one; without CAP_SYS_RESOURCE the hard
     # limit cannot move, and 10,000 + a few hundred fits in the usual 20,000.)
