@@ -16,7 +16,7 @@ use monoio::net::UnixStream;
 use super::admit::{self, Admission, BodyPlan};
 use super::filter;
 use crate::policy::ResponseFilter;
-use super::io::{read_append, write_all, COPY_BUF};
+use super::io::{read_append, write_all, ReadSize, COPY_BUF};
 use super::tunnel;
 use super::Worker;
 use crate::http::chunked::ChunkedScanner;
@@ -428,6 +428,7 @@ async fn stream_length<S: ClientIo>(
     upstream: &mut UnixStream,
     mut remaining: u64,
 ) -> Result<(), SendError> {
+    let mut size = ReadSize::default();
     let mut chunk = take_prefix(&mut client.buf, remaining);
     loop {
         remaining -= chunk.len() as u64;
@@ -442,15 +443,12 @@ async fn stream_length<S: ClientIo>(
             return Ok(());
         }
         chunk.clear();
-        let want = remaining.min(COPY_BUF as u64) as usize;
-        if chunk.capacity() < want {
-            chunk.reserve(want);
-        }
-        let (result, buf) = read_append(&mut client.io, chunk, 0).await;
+        let want = remaining.min(size.get() as u64) as usize;
+        let (result, buf) = read_append(&mut client.io, chunk, want).await;
         chunk = buf;
         match result {
             Ok(0) | Err(_) => return Err(SendError::Client),
-            Ok(_) => {}
+            Ok(n) => size.observe(n),
         }
         if chunk.len() as u64 > remaining {
             // Bytes past this body belong to the next pipelined request.
@@ -467,6 +465,7 @@ async fn stream_chunked<S: ClientIo>(
 ) -> Result<(), SendError> {
     let mut scanner = ChunkedScanner::new();
     let mut chunk = std::mem::take(&mut client.buf);
+    let mut size = ReadSize::default();
     loop {
         let used = match scanner.scan(&chunk, None) {
             Ok(used) => used,
@@ -489,8 +488,11 @@ async fn stream_chunked<S: ClientIo>(
             return Ok(());
         }
         chunk.clear();
-        let (result, buf) = read_append(&mut client.io, chunk, COPY_BUF).await;
+        let (result, buf) = read_append(&mut client.io, chunk, size.get()).await;
         chunk = buf;
+        if let Ok(n) = result {
+            size.observe(n);
+        }
         match result {
             Ok(0) | Err(_) => return Err(SendError::Client),
             Ok(_) => {}
@@ -501,11 +503,7 @@ async fn stream_chunked<S: ClientIo>(
 /// Splits up to `limit` bytes off the front of `buf`.
 fn take_prefix(buf: &mut Vec<u8>, limit: u64) -> Vec<u8> {
     if (buf.len() as u64) <= limit {
-        let mut taken = std::mem::take(buf);
-        if taken.capacity() < COPY_BUF {
-            taken.reserve(COPY_BUF - taken.len());
-        }
-        taken
+        std::mem::take(buf)
     } else {
         let rest = buf.split_off(limit as usize);
         std::mem::replace(buf, rest)
@@ -577,6 +575,7 @@ async fn relay_body<S: ClientIo>(
     mut out: Vec<u8>,
     mut pending: Vec<u8>,
 ) -> Relay {
+    let mut size = ReadSize::default();
     match framing {
         Framing::Empty => {
             let (result, _) = write_all(&mut client.io, out).await;
@@ -596,8 +595,11 @@ async fn relay_body<S: ClientIo>(
             }
             while remaining > 0 {
                 buf.clear();
-                let (result, next) = read_append(upstream, buf, COPY_BUF).await;
+                let (result, next) = read_append(upstream, buf, size.get()).await;
                 buf = next;
+                if let Ok(n) = result {
+                    size.observe(n);
+                }
                 match result {
                     Ok(0) | Err(_) => return Relay::Broken,
                     Ok(n) if n as u64 > remaining => {
@@ -629,8 +631,11 @@ async fn relay_body<S: ClientIo>(
             }
             while !scanner.is_done() {
                 buf.clear();
-                let (result, next) = read_append(upstream, buf, COPY_BUF).await;
+                let (result, next) = read_append(upstream, buf, size.get()).await;
                 buf = next;
+                if let Ok(n) = result {
+                    size.observe(n);
+                }
                 match result {
                     Ok(0) | Err(_) => return Relay::Broken,
                     Ok(_) => {}
@@ -663,8 +668,11 @@ async fn relay_body<S: ClientIo>(
             }
             loop {
                 buf.clear();
-                let (result, next) = read_append(upstream, buf, COPY_BUF).await;
+                let (result, next) = read_append(upstream, buf, size.get()).await;
                 buf = next;
+                if let Ok(n) = result {
+                    size.observe(n);
+                }
                 match result {
                     Ok(0) => return Relay::Complete { upstream_reusable: false },
                     Err(_) => return Relay::Broken,

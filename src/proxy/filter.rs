@@ -13,7 +13,7 @@ use monoio::net::UnixStream;
 use serde_json::Value;
 
 use super::conn::{Client, ClientIo};
-use super::io::{read_append, write_all, COPY_BUF};
+use super::io::{read_append, write_all, ReadSize};
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::Framing;
 
@@ -149,6 +149,7 @@ pub async fn relay<S: ClientIo>(
     cap: usize,
     chunked: bool,
 ) -> Filtered {
+    let mut size = ReadSize::default();
     let mut reader = BodyReader::new(framing);
     let mut pending = Vec::new();
     let mut frame = head;
@@ -193,8 +194,11 @@ pub async fn relay<S: ClientIo>(
             return Filtered::Complete { upstream_reusable: !reader.extra && framing != Framing::UntilClose };
         }
         raw.clear();
-        let (result, buf) = read_append(upstream, raw, COPY_BUF).await;
+        let (result, buf) = read_append(upstream, raw, size.get()).await;
         raw = buf;
+        if let Ok(n) = result {
+            size.observe(n);
+        }
         match result {
             Ok(0) if framing == Framing::UntilClose => ended = true,
             Ok(0) | Err(_) => return Filtered::Broken,

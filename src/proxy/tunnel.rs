@@ -15,7 +15,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::UnixStream;
 
 use super::conn::{Client, ClientIo};
-use super::io::{read_append, write_all, COPY_BUF};
+use super::io::{read_append, write_all, ReadSize};
 
 /// Copies bytes both ways until the engine closes, either side fails, or
 /// the tunnel idles out.
@@ -86,15 +86,19 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     mut to: W,
     last: Rc<Cell<Instant>>,
 ) -> Ended {
-    let mut buf = Vec::with_capacity(COPY_BUF);
+    let mut size = ReadSize::default();
+    let mut buf = Vec::new();
     let ended = loop {
         buf.clear();
-        let (result, next) = read_append(&mut from, buf, COPY_BUF).await;
+        let (result, next) = read_append(&mut from, buf, size.get()).await;
         buf = next;
         match result {
             Ok(0) => break Ended::Eof,
             Err(_) => break Ended::Failed,
-            Ok(_) => last.set(Instant::now()),
+            Ok(n) => {
+                size.observe(n);
+                last.set(Instant::now());
+            }
         }
         let (result, next) = write_all(&mut to, buf).await;
         buf = next;
