@@ -45,7 +45,20 @@ pub enum HandshakeError {
     Closed,
     #[error("tls record of {0} bytes is larger than the protocol allows")]
     RecordTooLarge(usize),
+    #[error("client sent plain HTTP to the TLS port; answered 400")]
+    PlainHttp,
+    #[error("client sent bytes that are not a TLS record")]
+    NotTls,
 }
+
+/// JSON message for a plain-HTTP request on the TLS port, in the shape the
+/// docker CLI prints as `Error response from daemon: ...`.
+const PLAIN_HTTP_MESSAGE: &str = "this port speaks TLS: connect with https     (docker --tlsverify --tlscacert CA.pem, or DOCKER_TLS_VERIFY=1)";
+
+/// How long the refusal of a plain-HTTP request waits for the rest of that
+/// request, so that closing with unread bytes does not reset the connection
+/// before the client has read the answer.
+const PLAIN_HTTP_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs the server handshake on `io` and returns the stream with the
 /// client's verified certificate.
@@ -74,9 +87,13 @@ where
             break;
         }
         if let Err(err) = read_record(&mut conn, &mut io).await {
-            // Send the alert rustls queued, if any, so the client learns why.
-            if matches!(err, HandshakeError::Tls(_)) {
-                let _ = flush(&mut conn, &mut io, outgoing).await;
+            match err {
+                // Send the alert rustls queued, if any, so the client learns why.
+                HandshakeError::Tls(_) => {
+                    let _ = flush(&mut conn, &mut io, outgoing).await;
+                }
+                HandshakeError::PlainHttp => refuse_plain_http(&mut io).await,
+                _ => {}
             }
             return Err(err);
         }
@@ -121,6 +138,15 @@ async fn read_record<IO: AsyncReadRent>(
     let (result, header) = io.read_exact(header).await;
     read_result(result)?;
     let mut record = header.into_inner();
+    if !is_record_header(&record) {
+        // Without this check "GET /_ping ..." would be read as a record of
+        // 0x202f bytes and the client would wait for the header timeout.
+        return Err(if looks_like_http(&record) {
+            HandshakeError::PlainHttp
+        } else {
+            HandshakeError::NotTls
+        });
+    }
 
     let body_len = match record.get(3..RECORD_HEADER_LEN) {
         Some(&[high, low]) => usize::from(u16::from_be_bytes([high, low])),
@@ -146,6 +172,49 @@ async fn read_record<IO: AsyncReadRent>(
         conn.process_new_packets()?;
     }
     Ok(())
+}
+
+/// True for a TLS record header: a content type rustls knows
+/// (change_cipher_spec 20 to heartbeat 24) and major version 3.
+fn is_record_header(header: &[u8]) -> bool {
+    matches!(header, [20..=24, 3, ..])
+}
+
+/// True when the first bytes look like an HTTP/1 request line (a method
+/// token in upper case followed by a space, or the start of one).
+fn looks_like_http(first: &[u8]) -> bool {
+    let method_len = first
+        .iter()
+        .position(|b| !b.is_ascii_uppercase())
+        .unwrap_or(first.len());
+    method_len > 0 && first.get(method_len).is_none_or(|b| *b == b' ')
+}
+
+/// Answers a plain-HTTP request on the TLS port with a 400 the docker CLI
+/// can show, then reads (and drops) what the client sent, briefly.
+async fn refuse_plain_http<IO: AsyncReadRent + AsyncWriteRent>(io: &mut IO) {
+    let body = format!("{{\"message\":\"{PLAIN_HTTP_MESSAGE}\"}}\n");
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (result, _) = io.write_all(response.into_bytes()).await;
+    if result.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = Vec::with_capacity(4096);
+        for _ in 0..16 {
+            buf.clear();
+            let (result, returned) = io.read(buf).await;
+            buf = returned;
+            if !matches!(result, Ok(n) if n > 0) {
+                break;
+            }
+        }
+    };
+    let _ = monoio::time::timeout(PLAIN_HTTP_DRAIN, drain).await;
 }
 
 fn read_result(result: io::Result<usize>) -> Result<(), HandshakeError> {

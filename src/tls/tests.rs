@@ -459,3 +459,53 @@ async fn data_right_after_handshake_reaches_the_stream() {
 
     assert_eq!(server.await, payload);
 }
+
+/// A plain-HTTP request on the TLS port: "GET /" read as a record header
+/// announces a 0x202f-byte record, so without a header check the client
+/// would wait for the header timeout. It gets a 400 naming TLS instead.
+#[monoio::test_all(timer_enabled = true)]
+async fn plain_http_on_the_tls_port_gets_a_400_at_once() {
+    let material = Material::new();
+    let config = build(&material.settings(false, false));
+    let (listener, addr) = listen();
+
+    let server = monoio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        accept(config, tcp).await.err().map(|e| e.to_string())
+    });
+    let mut tcp = TcpStream::connect_addr(addr).await.expect("connect");
+    let request = b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n".to_vec();
+    let (result, _) = tcp.write_all(request).await;
+    result.expect("send request");
+    let mut received = Vec::new();
+    loop {
+        let (result, chunk) = tcp.read(Vec::with_capacity(4096)).await;
+        match result {
+            Ok(0) | Err(_) => break,
+            Ok(_) => received.extend_from_slice(&chunk),
+        }
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text:?}");
+    assert!(text.contains("this port speaks TLS"), "{text:?}");
+    let error = server.await.expect("the handshake must fail");
+    assert!(error.contains("plain HTTP"), "{error}");
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn bytes_that_are_not_a_tls_record_end_the_handshake() {
+    let material = Material::new();
+    let config = build(&material.settings(false, false));
+    let (listener, addr) = listen();
+
+    let server = monoio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        accept(config, tcp).await.err().map(|e| e.to_string())
+    });
+    let mut tcp = TcpStream::connect_addr(addr).await.expect("connect");
+    // Content type 0x00, then a length that would never arrive.
+    let (result, _) = tcp.write_all(vec![0x00, 0x03, 0x03, 0x40, 0x00]).await;
+    result.expect("send bytes");
+    let error = server.await.expect("the handshake must fail");
+    assert!(error.contains("not a TLS record"), "{error}");
+}
