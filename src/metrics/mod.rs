@@ -19,8 +19,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 /// Upper bounds (milliseconds) of the upstream latency histogram buckets.
-const LATENCY_BUCKETS_MS: [f64; 14] =
-    [0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 30000.0];
+const LATENCY_BUCKETS_MS: [f64; 14] = [
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 30000.0,
+];
 
 /// Whether a rule decision was enforced or only recorded (dry run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,7 +128,10 @@ impl Metrics {
     /// Renders every series in the Prometheus text format.
     pub fn render(self: &Arc<Self>, open_connections: usize) -> String {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Scrape { metrics: self.clone(), open_connections }));
+        registry.register_collector(Box::new(Scrape {
+            metrics: self.clone(),
+            open_connections,
+        }));
         let mut out = String::with_capacity(4096);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
@@ -150,20 +154,36 @@ impl Collector for Scrape {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let m = &self.metrics;
         let counters: [(&str, &str, u64); 7] = [
-            ("docker_proxy_requests", "Requests received", m.sum(|w| &w.requests)),
-            ("docker_proxy_requests_denied", "Requests refused by policy", m.sum(|w| &w.denied)),
+            (
+                "docker_proxy_requests",
+                "Requests received",
+                m.sum(|w| &w.requests),
+            ),
+            (
+                "docker_proxy_requests_denied",
+                "Requests refused by policy",
+                m.sum(|w| &w.denied),
+            ),
             (
                 "docker_proxy_requests_dry_run",
                 "Requests a dry-run rule would have refused",
                 m.sum(|w| &w.dry_run),
             ),
-            ("docker_proxy_auth_failures", "Failed authentications", m.sum(|w| &w.auth_failures)),
+            (
+                "docker_proxy_auth_failures",
+                "Failed authentications",
+                m.sum(|w| &w.auth_failures),
+            ),
             (
                 "docker_proxy_rate_limited",
                 "Requests refused by a rate limit or lockout",
                 m.sum(|w| &w.rate_limited),
             ),
-            ("docker_proxy_upgrade", "Upgraded (streaming) connections", m.sum(|w| &w.upgrades)),
+            (
+                "docker_proxy_upgrade",
+                "Upgraded (streaming) connections",
+                m.sum(|w| &w.upgrades),
+            ),
             (
                 "docker_proxy_upstream_errors",
                 "Failures talking to the Docker Engine",
@@ -218,7 +238,10 @@ impl Collector for Scrape {
 }
 
 impl Scrape {
-    fn encode_rule_decisions(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode_rule_decisions(
+        &self,
+        encoder: &mut DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         let mut totals: HashMap<(Arc<str>, Mode), u64> = HashMap::new();
         for worker in &self.metrics.workers {
             if let Ok(map) = worker.rule_decisions.lock() {
@@ -244,16 +267,25 @@ impl Scrape {
 
     fn encode_latency(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let m = &self.metrics;
-        let mut cumulative = 0u64;
-        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_MS
+        // The encoder accumulates the buckets itself: hand it the count of
+        // each bucket alone. Counters are read one by one while workers
+        // write, so the total is never allowed below the finite buckets.
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_MS
             .iter()
             .enumerate()
             .map(|(i, &bound)| {
-                cumulative += m.workers.iter().map(|w| w.latency_buckets[i].load(Relaxed)).sum::<u64>();
-                (bound, cumulative)
+                (
+                    bound,
+                    m.workers
+                        .iter()
+                        .map(|w| w.latency_buckets[i].load(Relaxed))
+                        .sum::<u64>(),
+                )
             })
-            .chain(std::iter::once((f64::INFINITY, m.sum(|w| &w.latency_count))))
             .collect();
+        let finite: u64 = buckets.iter().map(|b| b.1).sum();
+        let count = m.sum(|w| &w.latency_count).max(finite);
+        buckets.push((f64::INFINITY, count - finite));
         let sum_ms = m.sum(|w| &w.latency_sum_us) as f64 / 1000.0;
         let mut metric = encoder.encode_descriptor(
             "docker_proxy_upstream_latency_ms",
@@ -261,7 +293,7 @@ impl Scrape {
             None,
             MetricType::Histogram,
         )?;
-        metric.encode_histogram::<NoLabelSet>(sum_ms, m.sum(|w| &w.latency_count), &buckets, None)
+        metric.encode_histogram::<NoLabelSet>(sum_ms, count, &buckets, None)
     }
 }
 
@@ -282,15 +314,47 @@ mod tests {
         metrics.worker(0).upstream_latency(Duration::from_millis(3));
         let text = metrics.render(5);
         assert!(text.contains("docker_proxy_requests_total 2\n"), "{text}");
-        assert!(text.contains("docker_proxy_requests_denied_total 1\n"), "{text}");
         assert!(
-            text.contains("docker_proxy_rule_decisions_total{rule=\"no-privileged\",mode=\"enforced\"} 2"),
+            text.contains("docker_proxy_requests_denied_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "docker_proxy_rule_decisions_total{rule=\"no-privileged\",mode=\"enforced\"} 2"
+            ),
             "{text}"
         );
         assert!(text.contains("mode=\"dry_run\"} 1"), "{text}");
-        assert!(text.contains("docker_proxy_upstream_latency_ms_bucket{le=\"5\"} 1"), "{text}");
-        assert!(text.contains("docker_proxy_upstream_latency_ms_count 1"), "{text}");
+        assert!(
+            text.contains("docker_proxy_upstream_latency_ms_bucket{le=\"5\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("docker_proxy_upstream_latency_ms_count 1"),
+            "{text}"
+        );
         assert!(text.contains("docker_proxy_active_connections 5"), "{text}");
         assert!(text.contains("docker_proxy_build_info{version="), "{text}");
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_once() {
+        let metrics = Arc::new(Metrics::new(2));
+        metrics
+            .worker(0)
+            .upstream_latency(Duration::from_micros(100));
+        metrics.worker(1).upstream_latency(Duration::from_millis(3));
+        metrics.worker(1).upstream_latency(Duration::from_secs(60));
+        let text = metrics.render(0);
+        for line in [
+            "docker_proxy_upstream_latency_ms_bucket{le=\"0.25\"} 1\n",
+            "docker_proxy_upstream_latency_ms_bucket{le=\"2.5\"} 1\n",
+            "docker_proxy_upstream_latency_ms_bucket{le=\"5\"} 2\n",
+            "docker_proxy_upstream_latency_ms_bucket{le=\"30000\"} 2\n",
+            "docker_proxy_upstream_latency_ms_bucket{le=\"+Inf\"} 3\n",
+            "docker_proxy_upstream_latency_ms_count 3\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
     }
 }

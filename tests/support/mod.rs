@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod ops;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -132,6 +134,10 @@ pub struct ProxyOptions {
     /// alone must carry the port and socket.
     pub config_only: bool,
     pub env: Vec<(String, String)>,
+    /// YAML blocks placed under `global:` (indented by the harness).
+    pub global_yaml: Vec<String>,
+    /// The top-level `rules:` section, appended verbatim.
+    pub rules_yaml: Option<String>,
 }
 
 impl ProxyOptions {
@@ -145,6 +151,8 @@ impl ProxyOptions {
             omit_auth: false,
             config_only: false,
             env: Vec::new(),
+            global_yaml: Vec::new(),
+            rules_yaml: None,
         }
     }
 
@@ -208,6 +216,11 @@ fn config_yaml(options: &ProxyOptions, port: u16) -> String {
         options.socket.display(),
         options.workers
     );
+    for block in &options.global_yaml {
+        for line in block.lines() {
+            yaml.push_str(&format!("  {line}\n"));
+        }
+    }
     if !options.limits.is_empty() {
         yaml.push_str("  limits:\n");
         for line in &options.limits {
@@ -218,6 +231,12 @@ fn config_yaml(options: &ProxyOptions, port: u16) -> String {
         match &options.auth_yaml {
             Some(auth) => yaml.push_str(auth),
             None => yaml.push_str("auth:\n  type: none\n"),
+        }
+    }
+    if let Some(rules) = &options.rules_yaml {
+        yaml.push_str(rules);
+        if !rules.ends_with('\n') {
+            yaml.push('\n');
         }
     }
     yaml
