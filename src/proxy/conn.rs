@@ -330,8 +330,7 @@ async fn relay_filtered<S: ClientIo>(
     let close_client = !head.keep_alive || !chunked || worker.is_draining();
     let out = filtered_head_bytes(response, chunked, close_client);
     let cap = snapshot.settings.limits.max_filter_document;
-    let apply = |doc: &mut serde_json::Value| filters.apply(doc);
-    match filter::relay(client, &mut upstream, framing, out, leftover, &apply, cap, chunked).await {
+    match filter::relay(client, &mut upstream, framing, out, leftover, filters, cap, chunked).await {
         filter::Filtered::Complete { upstream_reusable } => {
             if upstream_reusable && response.keep_alive {
                 worker.pool.checkin(upstream);

@@ -10,7 +10,9 @@
 //! sent unfiltered: the connection is closed.
 
 use monoio::net::UnixStream;
-use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::policy::ResponseFilter;
 
 use super::conn::{Client, ClientIo};
 use super::io::{read_append, write_all, ReadSize};
@@ -78,27 +80,26 @@ impl BodyReader {
 }
 
 /// Splits complete JSON documents off the front of `pending` and filters
-/// each. With `at_end`, what is left must be whitespace or one document.
+/// each into `out`, one per line. With `at_end`, what is left must be
+/// whitespace or one document.
 pub fn take_documents(
     pending: &mut Vec<u8>,
     at_end: bool,
     cap: usize,
-    filter: &dyn Fn(&mut Value),
+    filter: &ResponseFilter,
     out: &mut Vec<u8>,
 ) -> Result<(), FilterError> {
     let mut consumed = 0;
     {
-        let mut stream = serde_json::Deserializer::from_slice(pending).into_iter::<Value>();
+        let mut stream = serde_json::Deserializer::from_slice(pending).into_iter::<&RawValue>();
         loop {
             match stream.next() {
-                Some(Ok(mut doc)) => {
+                Some(Ok(doc)) => {
                     let end = stream.byte_offset();
                     if end - consumed > cap {
                         return Err(FilterError::TooLarge(cap));
                     }
-                    filter(&mut doc);
-                    // Serialising a Value into a Vec cannot fail.
-                    let _ = serde_json::to_writer(&mut *out, &doc);
+                    filter.apply_raw(doc, out).map_err(|e| FilterError::NotJson(e.to_string()))?;
                     out.push(b'\n');
                     consumed = end;
                 }
@@ -145,7 +146,7 @@ pub async fn relay<S: ClientIo>(
     framing: Framing,
     head: Vec<u8>,
     leftover: Vec<u8>,
-    filter: &dyn Fn(&mut Value),
+    filter: &ResponseFilter,
     cap: usize,
     chunked: bool,
 ) -> Filtered {
@@ -218,22 +219,24 @@ pub fn is_compressed(content_encoding: Option<&[u8]>) -> bool {
 mod tests {
     use super::*;
 
-    fn redact_env(doc: &mut Value) {
-        if let Some(env) = doc.pointer_mut("/Config/Env") {
-            *env = Value::from(vec!["***REDACTED***"]);
-        }
+    use crate::policy::{FilterAction, FilterEntry};
+
+    fn redact_env() -> ResponseFilter {
+        let mut filter = ResponseFilter::default();
+        filter.push(FilterEntry::new("Config.Env", FilterAction::Redact));
+        filter
     }
 
     #[test]
     fn filters_each_line_delimited_document_as_it_completes() {
         let mut pending = b"{\"Config\":{\"Env\":[\"A=1\"]}}\n{\"Config\":{\"Env\":[\"B".to_vec();
         let mut out = Vec::new();
-        take_documents(&mut pending, false, 1 << 20, &redact_env, &mut out).unwrap();
+        take_documents(&mut pending, false, 1 << 20, &redact_env(), &mut out).unwrap();
         assert_eq!(out, b"{\"Config\":{\"Env\":[\"***REDACTED***\"]}}\n");
         assert_eq!(pending, b"{\"Config\":{\"Env\":[\"B");
         pending.extend_from_slice(b"=2\"]}}\n");
         out.clear();
-        take_documents(&mut pending, false, 1 << 20, &redact_env, &mut out).unwrap();
+        take_documents(&mut pending, false, 1 << 20, &redact_env(), &mut out).unwrap();
         assert_eq!(out, b"{\"Config\":{\"Env\":[\"***REDACTED***\"]}}\n");
         assert!(pending.is_empty());
     }
@@ -241,17 +244,17 @@ mod tests {
     #[test]
     fn refuses_documents_over_the_cap() {
         let mut pending = format!("{{\"a\":\"{}\"", "x".repeat(100)).into_bytes();
-        let result = take_documents(&mut pending, false, 50, &redact_env, &mut Vec::new());
+        let result = take_documents(&mut pending, false, 50, &redact_env(), &mut Vec::new());
         assert!(matches!(result, Err(FilterError::TooLarge(50))));
     }
 
     #[test]
     fn refuses_bodies_that_are_not_json() {
         let mut pending = b"not json at all".to_vec();
-        let result = take_documents(&mut pending, true, 1 << 20, &redact_env, &mut Vec::new());
+        let result = take_documents(&mut pending, true, 1 << 20, &redact_env(), &mut Vec::new());
         assert!(matches!(result, Err(FilterError::NotJson(_))));
         let mut truncated = b"{\"a\":".to_vec();
-        let result = take_documents(&mut truncated, true, 1 << 20, &redact_env, &mut Vec::new());
+        let result = take_documents(&mut truncated, true, 1 << 20, &redact_env(), &mut Vec::new());
         assert!(matches!(result, Err(FilterError::NotJson(_))));
     }
 
