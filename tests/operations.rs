@@ -245,7 +245,6 @@ fn audit_records_each_event_type_field_by_field() {
 /// taken in `rule_action` (`dry_run: true` already says it was not
 /// enforced).
 #[test]
-#[ignore = "#6: dry_run audit records carry rule_action \"dry_run\" instead of the rule's action"]
 fn dry_run_audit_record_names_the_rules_action() {
     let setup = recording_engine();
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -259,6 +258,9 @@ fn dry_run_audit_record_names_the_rules_action() {
     assert_eq!(proxy.request(&get_request("/networks", &[])).status, 200);
     let records = wait_audit(&audit, 1, |r| r.event == "dry_run");
     assert_eq!(records[0].rule_action.as_deref(), Some("deny"));
+    assert!(records[0].dry_run);
+    // The status the rule would have refused with.
+    assert_eq!(records[0].status, 403);
 }
 
 #[test]

@@ -114,8 +114,9 @@ pub struct Decision {
     pub rule: Option<Arc<str>>,
     /// That rule's action: "deny", "allow", "require_role" or "rate_limit".
     pub action: Option<&'static str>,
-    /// Dry-run rules that would have refused.
-    pub dry_run_hits: Vec<Arc<str>>,
+    /// Dry-run rules that would have refused: name, action, and the status
+    /// they would have answered with.
+    pub dry_run_hits: Vec<(Arc<str>, &'static str, u16)>,
     /// Accumulated response filters of every matching response_filter rule.
     pub filters: Option<Arc<ResponseFilter>>,
 }

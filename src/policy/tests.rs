@@ -798,10 +798,10 @@ fn dry_run_records_a_hit_and_continues() {
     let first = p.evaluate(&Req::new("GET", "/x").role("ci").get(), None, now);
     assert_eq!(first.verdict, Verdict::Allow);
     assert_eq!(first.rule, None);
-    let hits: Vec<&str> = first.dry_run_hits.iter().map(|h| &**h).collect();
+    let hits: Vec<&str> = first.dry_run_hits.iter().map(|h| &*h.0).collect();
     assert_eq!(hits, ["dry-deny", "dry-role"]);
     let second = p.evaluate(&Req::new("GET", "/x").role("ops").get(), None, now);
-    let hits: Vec<&str> = second.dry_run_hits.iter().map(|h| &**h).collect();
+    let hits: Vec<&str> = second.dry_run_hits.iter().map(|h| &*h.0).collect();
     assert_eq!(hits, ["dry-deny", "dry-limit"]);
     let denied = p.evaluate(&Req::new("GET", "/deny").role("ops").get(), None, now);
     assert_eq!(denied.rule.as_deref(), Some("real"));

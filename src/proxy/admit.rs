@@ -132,12 +132,12 @@ where
     }
 
     let decision = snapshot.policy.evaluate(&request, parsed.as_ref(), Instant::now());
-    for rule in &decision.dry_run_hits {
+    for (rule, action, status) in &decision.dry_run_hits {
         worker.counters.dry_run();
         worker.counters.rule_decision(rule, Mode::DryRun);
         tracing::info!(policy.rule = %rule, client.addr = %client.addr, http.path = %target.path, "dry run: rule would refuse");
         let message = format!("dry run: rule \"{rule}\" would refuse this request");
-        event.record(snapshot, Event::DryRun, Some((rule, "dry_run")), 200, true, &message);
+        event.record(snapshot, Event::DryRun, Some((rule, action)), *status, true, &message);
     }
     match decision.verdict {
         Verdict::Allow => {
