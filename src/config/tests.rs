@@ -854,3 +854,51 @@ fn hostile_yaml_is_an_error_not_a_crash() {
         assert!(!load_errors(text).is_empty(), "{text:?}");
     }
 }
+
+#[test]
+fn example_denies_host_settings_outside_host_config() {
+    // dockerd reads HostConfig fields from the top level of a create body
+    // (a deprecated embedded struct) when HostConfig is missing or null.
+    for json in [
+        r#"{"Image": "alpine", "Privileged": true}"#,
+        r#"{"Image": "alpine", "privileged": false}"#,
+        r#"{"Image": "alpine", "HostConfig": null, "Binds": ["/:/host"]}"#,
+        r#"{"Image": "alpine", "CapAdd": ["SYS_ADMIN"]}"#,
+        r#"{"Image": "alpine", "NetworkMode": "host"}"#,
+        "{\"Image\": \"alpine\", \"Mount\u{17F}\": []}",
+    ] {
+        assert!(denied(json), "{json}");
+    }
+    // Without host settings, or with HostConfig present (then dockerd
+    // ignores the top-level copy), the rule does not apply.
+    for json in [
+        r#"{"Image": "alpine", "Cmd": ["true"]}"#,
+        r#"{"Image": "alpine", "HostConfig": {}, "Privileged": true}"#,
+    ] {
+        assert!(!denied(json), "{json}");
+    }
+}
+
+#[test]
+fn example_denies_api_versions_before_1_24() {
+    let config = example();
+    let verdict = |api_version: &str| {
+        let req = Request {
+            method: "POST",
+            path: "/containers/job/start",
+            api_version,
+            query: "",
+            headers: &[],
+            client_ip: "127.0.0.1".parse().unwrap(),
+            role: Some("admin"),
+        };
+        config.policy.evaluate(&req, None, Instant::now()).verdict
+    };
+    // dockerd compares each dot-separated part as a number.
+    for old in ["1.23", "1.12", "1.2", "1.023", "01.23.0", "1.23.9", "1.0"] {
+        assert!(matches!(verdict(old), Verdict::Deny { status: 400, .. }), "{old}");
+    }
+    for current in ["", "1.24", "1.41", "1.41.0", "1.024", "1.100", "2.0"] {
+        assert_eq!(verdict(current), Verdict::Allow, "{current}");
+    }
+}

@@ -8,8 +8,6 @@
 
 #![allow(dead_code)]
 
-pub mod ops;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -67,6 +65,48 @@ pub fn require_engine(test: &str) -> bool {
          !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
     );
     false
+}
+
+/// Sends one raw request to the real engine's socket and reads the
+/// response to the end (send `Connection: close` or HTTP/1.0).
+pub fn engine_request(request: &[u8]) -> Response {
+    let mut stream = UnixStream::connect(ENGINE_SOCKET)
+        .unwrap_or_else(|e| panic!("connect {ENGINE_SOCKET}: {e}"));
+    stream
+        .set_read_timeout(Some(IO_TIMEOUT))
+        .expect("read timeout");
+    stream
+        .set_write_timeout(Some(IO_TIMEOUT))
+        .expect("write timeout");
+    stream.write_all(request).expect("write to the engine");
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("read the engine's answer");
+    let end = find(&answer, b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head from the engine: {:?}", lossy(&answer)));
+    let mut response = parse_head(&answer[..end]);
+    response.body = answer[end + 4..].to_vec();
+    response
+}
+
+/// `GET path` on the real engine, bypassing the proxy.
+pub fn engine_get(path: &str) -> Response {
+    engine_request(format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n").as_bytes())
+}
+
+/// The engine's inspect document of a container, `None` when the engine
+/// has no container of that name.
+pub fn engine_container(name: &str) -> Option<serde_json::Value> {
+    let response = engine_get(&format!("/v1.41/containers/{name}/json"));
+    match response.status {
+        200 => Some(response.json()),
+        404 => None,
+        other => panic!(
+            "inspecting {name} on the engine: {other} {:?}",
+            response.text()
+        ),
+    }
 }
 
 /// Skips (returns from) the calling test when no engine is available.
@@ -134,10 +174,9 @@ pub struct ProxyOptions {
     /// alone must carry the port and socket.
     pub config_only: bool,
     pub env: Vec<(String, String)>,
-    /// YAML blocks placed under `global:` (indented by the harness).
-    pub global_yaml: Vec<String>,
-    /// The top-level `rules:` section, appended verbatim.
-    pub rules_yaml: Option<String>,
+    /// A complete config file used instead of the generated one (the port
+    /// and socket still come from the environment unless `config_only`).
+    pub config_text: Option<String>,
 }
 
 impl ProxyOptions {
@@ -151,9 +190,16 @@ impl ProxyOptions {
             omit_auth: false,
             config_only: false,
             env: Vec::new(),
-            global_yaml: Vec::new(),
-            rules_yaml: None,
+            config_text: None,
         }
+    }
+
+    /// Runs the proxy on this complete config file instead of the
+    /// generated one; `global.port`/`global.socket` in it are overridden
+    /// by the environment as usual.
+    pub fn config_file(mut self, yaml: &str) -> Self {
+        self.config_text = Some(yaml.to_owned());
+        self
     }
 
     pub fn driver(mut self, driver: Driver) -> Self {
@@ -216,11 +262,6 @@ fn config_yaml(options: &ProxyOptions, port: u16) -> String {
         options.socket.display(),
         options.workers
     );
-    for block in &options.global_yaml {
-        for line in block.lines() {
-            yaml.push_str(&format!("  {line}\n"));
-        }
-    }
     if !options.limits.is_empty() {
         yaml.push_str("  limits:\n");
         for line in &options.limits {
@@ -231,12 +272,6 @@ fn config_yaml(options: &ProxyOptions, port: u16) -> String {
         match &options.auth_yaml {
             Some(auth) => yaml.push_str(auth),
             None => yaml.push_str("auth:\n  type: none\n"),
-        }
-    }
-    if let Some(rules) = &options.rules_yaml {
-        yaml.push_str(rules);
-        if !rules.ends_with('\n') {
-            yaml.push('\n');
         }
     }
     yaml
@@ -272,7 +307,11 @@ impl Proxy {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let config = dir.path().join("config.yaml");
-        std::fs::write(&config, config_yaml(options, port)).expect("write config");
+        let text = match &options.config_text {
+            Some(text) => text.clone(),
+            None => config_yaml(options, port),
+        };
+        std::fs::write(&config, text).expect("write config");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log file");
 
@@ -404,6 +443,34 @@ impl Drop for Proxy {
             );
         }
     }
+}
+
+// === the example policy (config.yaml at the repository root) ===
+
+/// Token of role `admin` given to the example policy.
+pub const ADMIN_TOKEN: &str = "example-admin-token-7f3a";
+/// Token of role `ci` given to the example policy.
+pub const CI_TOKEN: &str = "example-ci-token-91c2";
+
+/// The repository's `config.yaml` with its audit log moved to `audit_log`.
+pub fn example_policy(audit_log: &Path) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml");
+    let text = std::fs::read_to_string(path).expect("read config.yaml");
+    let original = "audit_log: /var/log/docker-api-proxy/audit.jsonl";
+    assert!(
+        text.contains(original),
+        "config.yaml no longer has {original:?}"
+    );
+    text.replace(original, &format!("audit_log: {}", audit_log.display()))
+}
+
+/// Options running the example policy in front of the real engine, with
+/// the admin and ci tokens in the environment.
+pub fn example_options(audit_log: &Path) -> ProxyOptions {
+    ProxyOptions::new(ENGINE_SOCKET)
+        .config_file(&example_policy(audit_log))
+        .env("DOCKER_PROXY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("DOCKER_PROXY_CI_TOKEN", CI_TOKEN)
 }
 
 // === running commands ===

@@ -1,0 +1,652 @@
+//! End-to-end policy tests: the real `docker` CLI through the proxy running
+//! the repository's example policy (`config.yaml`) to the real engine, plus
+//! small policies for priority order, dry-run rules and roles.
+//!
+//! A refused `docker run` must print the rule's message and leave no
+//! container behind; the engine is asked directly (not through the proxy)
+//! whether the container exists.
+
+#[macro_use]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::{
+    engine_container, engine_get, example_options, unique_name, wait_for, Cli, ContainerGuard,
+    Output, Proxy, ProxyOptions, ADMIN_TOKEN, CI_TOKEN, ENGINE_SOCKET, IMAGE, TEST_LABEL,
+};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// A proxy running the example policy and the docker CLI configurations
+/// that send each token.
+struct Setup {
+    proxy: Proxy,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn example() -> Setup {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let proxy = example_options(&dir.path().join("audit.jsonl")).start();
+        for (role, token) in [("admin", ADMIN_TOKEN), ("ci", CI_TOKEN)] {
+            let config = dir.path().join(format!("docker-{role}"));
+            std::fs::create_dir_all(&config).expect("docker config directory");
+            let json = serde_json::json!({
+                "HttpHeaders": { "Authorization": format!("Bearer {token}") }
+            });
+            std::fs::write(config.join("config.json"), json.to_string()).expect("config.json");
+        }
+        Setup { proxy, dir }
+    }
+
+    fn audit_path(&self) -> PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+
+    /// The docker CLI through the proxy, authenticated as `role`.
+    fn docker_as(&self, role: &str, args: &[&str]) -> Output {
+        self.proxy
+            .cli(args)
+            .env(
+                "DOCKER_CONFIG",
+                &self
+                    .dir
+                    .path()
+                    .join(format!("docker-{role}"))
+                    .display()
+                    .to_string(),
+            )
+            .timeout(LONG)
+            .run()
+    }
+
+    fn ci(&self, args: &[&str]) -> Output {
+        self.docker_as("ci", args)
+    }
+
+    fn admin(&self, args: &[&str]) -> Output {
+        self.docker_as("admin", args)
+    }
+}
+
+/// `docker run --rm --name N --label L <extra> IMAGE true` as ci must fail
+/// with `message` on stderr, and the engine must have no container N.
+fn assert_run_refused(setup: &Setup, extra: &[&str], message: &str) -> Result<(), String> {
+    let guard = ContainerGuard::new("refused");
+    let mut args = vec!["run", "--rm", "--name", &guard.name, "--label", TEST_LABEL];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "true"]);
+    let out = setup.ci(&args);
+    let shown = format!(
+        "docker {}: exit {}, stderr {:?}",
+        extra.join(" "),
+        out.status,
+        out.stderr
+    );
+    if out.success() {
+        return Err(format!("{shown}: succeeded"));
+    }
+    if !out.stderr.contains(message) {
+        return Err(format!("{shown}: no {message:?}"));
+    }
+    if engine_container(&guard.name).is_some() {
+        return Err(format!("{shown}: the engine created {}", guard.name));
+    }
+    Ok(())
+}
+
+fn assert_all_refused(setup: &Setup, cases: &[(&[&str], &str)]) {
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(extra, message)| assert_run_refused(setup, extra, message).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} refusals failed:\n{}\n--- proxy stderr ---\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n"),
+        setup.proxy.stderr()
+    );
+}
+
+// === the example policy with the docker CLI ===
+
+#[test]
+fn ordinary_run_works_with_the_ci_token() {
+    require_engine!();
+    let setup = Setup::example();
+    let guard = ContainerGuard::new("ok");
+    let out = setup.ci(&[
+        "run",
+        "--rm",
+        "--name",
+        &guard.name,
+        "--label",
+        TEST_LABEL,
+        IMAGE,
+        "echo",
+        "ok",
+    ]);
+    out.assert_success("docker run --rm echo ok");
+    assert_eq!(out.stdout, "ok\n");
+    // Named volumes, harmless capabilities and tmpfs mounts are fine too.
+    let volume = unique_name("vol");
+    let out = setup.ci(&[
+        "run",
+        "--rm",
+        "--name",
+        &guard.name,
+        "--label",
+        TEST_LABEL,
+        "-v",
+        &format!("{volume}:/data"),
+        "--cap-add",
+        "NET_BIND_SERVICE",
+        "--mount",
+        "type=tmpfs,target=/scratch",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi > /data/x && cat /data/x",
+    ]);
+    let _ = Cli::docker_direct()
+        .args(&["volume", "rm", "-f", &volume])
+        .run();
+    out.assert_success("docker run with a named volume");
+    assert_eq!(out.stdout, "hi\n");
+}
+
+#[test]
+fn refuses_privileged_containers() {
+    require_engine!();
+    let setup = Setup::example();
+    assert_all_refused(
+        &setup,
+        &[(
+            &["--privileged"],
+            "privileged containers are not allowed on CI runners",
+        )],
+    );
+}
+
+#[test]
+fn refuses_host_mounts_in_every_form() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "mounting host paths is not allowed on CI runners; use named volumes";
+    assert_all_refused(
+        &setup,
+        &[
+            (&["-v", "/:/host"], message),
+            (&["-v", "/etc:/x:ro"], message),
+            (
+                &["--volume", "/var/run/docker.sock:/var/run/docker.sock"],
+                message,
+            ),
+            (&["--mount", "type=bind,source=/,target=/host"], message),
+            (&["--mount", "type=bind,src=/etc,dst=/x,readonly"], message),
+            (
+                &[
+                    "--mount",
+                    "type=volume,target=/host,volume-driver=local,volume-opt=type=none,\
+                     volume-opt=o=bind,volume-opt=device=/",
+                ],
+                message,
+            ),
+            (&["--volumes-from", "some-other-container"], message),
+        ],
+    );
+}
+
+#[test]
+fn refuses_bind_backed_volume_create() {
+    require_engine!();
+    let setup = Setup::example();
+    let name = unique_name("vol");
+    let out = setup.ci(&[
+        "volume",
+        "create",
+        "--driver",
+        "local",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        "device=/",
+        &name,
+    ]);
+    assert!(!out.success(), "volume create succeeded: {}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("volumes backed by host paths are not allowed on CI runners"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        engine_get(&format!("/v1.41/volumes/{name}")).status,
+        404,
+        "the engine created {name}"
+    );
+}
+
+#[test]
+fn refuses_capability_escalation_in_any_spelling() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "adding this capability is not allowed on CI runners";
+    assert_all_refused(
+        &setup,
+        &[
+            (&["--cap-add", "sys_admin"], message),
+            (&["--cap-add", "SYS_ADMIN"], message),
+            (&["--cap-add", "CAP_SYS_ADMIN"], message),
+            (&["--cap-add", "cap_sys_admin"], message),
+            (&["--cap-add", "Sys_Admin"], message),
+            (&["--cap-add", "ALL"], message),
+            (&["--cap-add", "all"], message),
+            (&["--cap-add", "SYS_PTRACE"], message),
+            (&["--cap-add", "NET_ADMIN"], message),
+            (&["--security-opt", "seccomp=unconfined"], message),
+            (&["--security-opt", "apparmor=unconfined"], message),
+        ],
+    );
+}
+
+#[test]
+fn refuses_host_namespaces() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "host namespaces are not allowed on CI runners";
+    assert_all_refused(
+        &setup,
+        &[
+            (&["--pid", "host"], message),
+            (&["--network", "host"], message),
+            (&["--net=host"], message),
+            (&["--ipc", "host"], message),
+            (&["--uts", "host"], message),
+            (&["--userns", "host"], message),
+            (&["--cgroupns", "host"], message),
+        ],
+    );
+}
+
+#[test]
+fn refuses_host_devices() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "host devices are not available to CI jobs";
+    assert_all_refused(
+        &setup,
+        &[
+            (&["--device", "/dev/mem"], message),
+            (&["--device", "/dev/null:/dev/x:rwm"], message),
+            (&["--device-cgroup-rule", "c 1:1 rwm"], message),
+        ],
+    );
+}
+
+#[test]
+fn refuses_swarm_and_secrets_to_ci_but_not_to_admin() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "swarm, secrets, configs and plugins are not available to CI jobs";
+    for args in [
+        &["secret", "ls"][..],
+        &["config", "ls"],
+        &["plugin", "ls"],
+        &["node", "ls"],
+    ] {
+        let out = setup.ci(args);
+        assert!(!out.success(), "{args:?} succeeded for ci");
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+    }
+    // The admin reaches the engine (plugins list fine; no swarm here).
+    setup
+        .admin(&["plugin", "ls"])
+        .assert_success("docker plugin ls as admin");
+    let out = setup.admin(&["secret", "ls"]);
+    assert!(
+        !out.stderr.contains(message),
+        "admin refused by the rule: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn refuses_builds_on_the_host_network() {
+    require_engine!();
+    let setup = Setup::example();
+    let context = tempfile::tempdir().expect("build context");
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {IMAGE}\nRUN true\n"),
+    )
+    .expect("Dockerfile");
+    let tag = format!("local/{}", unique_name("build"));
+    let out = setup
+        .proxy
+        .cli(&["build", "--network", "host", "-t", &tag, "."])
+        .env(
+            "DOCKER_CONFIG",
+            &setup.dir.path().join("docker-ci").display().to_string(),
+        )
+        .env("DOCKER_BUILDKIT", "0")
+        .current_dir(context.path())
+        .timeout(LONG)
+        .run();
+    let _ = Cli::docker_direct().args(&["rmi", "-f", &tag]).run();
+    assert!(
+        !out.success(),
+        "build --network host succeeded: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("builds cannot use the host network on CI runners"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn exec_needs_the_admin_role() {
+    require_engine!();
+    let setup = Setup::example();
+    let guard = ContainerGuard::new("exec");
+    setup
+        .ci(&[
+            "run",
+            "-d",
+            "--name",
+            &guard.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "sleep",
+            "300",
+        ])
+        .assert_success("docker run -d as ci");
+
+    let out = setup.admin(&["exec", &guard.name, "echo", "from admin"]);
+    out.assert_success("docker exec as admin");
+    assert_eq!(out.stdout, "from admin\n");
+
+    let out = setup.ci(&["exec", &guard.name, "echo", "from ci"]);
+    assert!(
+        !out.success(),
+        "docker exec as ci succeeded: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("docker exec is reserved for runner operators"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("from ci"));
+
+    // Privileged exec is refused even for the admin: deny-privileged comes
+    // first (priority 100).
+    let out = setup.admin(&["exec", "--privileged", &guard.name, "id"]);
+    assert!(
+        !out.success(),
+        "docker exec --privileged succeeded: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("privileged containers are not allowed on CI runners"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn dry_run_pull_rule_lets_the_pull_through_and_records_it() {
+    require_engine!();
+    let setup = Setup::example();
+    let image = "registry.invalid/ci/tool:1";
+    let out = setup.ci(&["pull", image]);
+    // The request reached the engine, which cannot resolve the registry.
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("registry.invalid"),
+        "the engine's error should name the registry: {}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("watch-image-pulls"), "{}", out.stderr);
+
+    let audit = setup.audit_path();
+    let record = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&audit).ok()?;
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|r| r["event"] == "dry_run" && r["rule_name"] == "watch-image-pulls")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no dry_run audit record; audit log:\n{}",
+            std::fs::read_to_string(&audit).unwrap_or_default()
+        )
+    });
+    assert_eq!(record["dry_run"], true);
+    assert_eq!(record["path"], "/images/create");
+    assert_eq!(record["identity"], "ci-jobs");
+    assert_eq!(record["user_role"], "ci");
+
+    let metrics = setup
+        .proxy
+        .request(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let text = metrics.text();
+    assert!(
+        text.contains(
+            "docker_proxy_rule_decisions_total{rule=\"watch-image-pulls\",mode=\"dry_run\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("docker_proxy_requests_dry_run_total 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn refusals_are_audited_with_the_rule() {
+    require_engine!();
+    let setup = Setup::example();
+    assert_all_refused(&setup, &[(&["--privileged"], "privileged containers")]);
+    let audit = setup.audit_path();
+    let record = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&audit).ok()?;
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .find(|r| r["event"] == "deny")
+    })
+    .expect("a deny audit record");
+    assert_eq!(record["rule_name"], "deny-privileged");
+    assert_eq!(record["status"], 403);
+    assert_eq!(record["dry_run"], false);
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(!text.contains(CI_TOKEN), "the audit log holds a token");
+}
+
+// === small policies through the proxy ===
+
+fn small_policy(rules: &str, default_action: &str, audit: &Path) -> ProxyOptions {
+    let yaml = format!(
+        "global:\n  audit_log: {}\n  default_action: {default_action}\n  metrics:\n    enabled: true\n\
+         auth:\n  tokens:\n    - {{ token: tok-admin, role: admin, name: adm }}\n\
+         \x20   - {{ token: tok-ops, role: ops, name: ops }}\n\
+         \x20   - {{ token: tok-user, name: usr }}\n\
+         rules:\n{rules}",
+        audit.display()
+    );
+    ProxyOptions::new(ENGINE_SOCKET).config_file(&yaml)
+}
+
+fn get(proxy: &Proxy, token: &str, target: &str) -> support::Response {
+    proxy.request(
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: docker\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn rules_run_by_priority_then_file_order() {
+    require_engine!();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = r#"
+  - name: late-deny-version
+    action: deny
+    message: "late deny"
+    conditions:
+      - { field: path, operator: equals, value: /version }
+  - name: early-allow-version
+    priority: 10
+    action: allow
+    conditions:
+      - { field: path, operator: equals, value: /version }
+  - name: first-of-equals
+    priority: 5
+    action: deny
+    message: "first of two equal priorities"
+    conditions:
+      - { field: path, operator: equals, value: /info }
+  - name: second-of-equals
+    priority: 5
+    action: deny
+    message: "second of two equal priorities"
+    conditions:
+      - { field: path, operator: equals, value: /info }
+  - name: negative-priority-allow
+    priority: -1
+    action: allow
+    conditions:
+      - { field: path, operator: equals, value: /info }
+  - name: images-for-ops
+    action: require_role
+    role: ops
+    message: "images are for ops"
+    conditions:
+      - { field: path, operator: starts_with, value: /images }
+  - name: allow-ping
+    action: allow
+    conditions:
+      - { field: path, operator: equals, value: /_ping }
+"#;
+    let proxy = small_policy(rules, "deny", &dir.path().join("audit.jsonl")).start();
+
+    // A higher priority later in the file runs first.
+    let response = get(&proxy, "tok-user", "/v1.41/version");
+    assert_eq!(response.status, 200, "{}", response.text());
+    // Equal priorities keep file order.
+    let response = get(&proxy, "tok-user", "/v1.41/info");
+    assert_eq!(
+        response.assert_json_error(403),
+        "first of two equal priorities"
+    );
+    // require_role: the role or admin gets through; others are refused.
+    assert_eq!(get(&proxy, "tok-ops", "/v1.41/images/json").status, 200);
+    assert_eq!(get(&proxy, "tok-admin", "/v1.41/images/json").status, 200);
+    let response = get(&proxy, "tok-user", "/v1.41/images/json");
+    assert_eq!(response.assert_json_error(403), "images are for ops");
+    // An explicit allow, then default_action deny for everything else,
+    // with a message naming it.
+    assert_eq!(get(&proxy, "tok-user", "/_ping").status, 200);
+    let response = get(&proxy, "tok-user", "/v1.41/containers/json");
+    let message = response.assert_json_error(403);
+    assert!(message.contains("default"), "{message}");
+}
+
+#[test]
+fn dry_run_rules_continue_and_are_recorded() {
+    require_engine!();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let rules = r#"
+  - name: would-deny-listing
+    priority: 20
+    action: deny
+    dry_run: true
+    message: "listing would be refused"
+    conditions:
+      - { field: path, operator: equals, value: /containers/json }
+  - name: would-need-ops
+    priority: 10
+    action: require_role
+    role: ops
+    dry_run: true
+    conditions:
+      - { field: path, operator: equals, value: /containers/json }
+  - name: real-deny-info
+    action: deny
+    message: "info is refused"
+    conditions:
+      - { field: path, operator: equals, value: /info }
+"#;
+    let proxy = small_policy(rules, "allow", &audit).start();
+
+    // Both dry-run rules match and would refuse; the request still goes
+    // through (default_action allow).
+    let response = get(&proxy, "tok-user", "/v1.41/containers/json");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(response.text().starts_with('['), "{}", response.text());
+    // The dry-run require_role would not refuse ops: no record for it.
+    assert_eq!(get(&proxy, "tok-ops", "/v1.41/containers/json").status, 200);
+    // A real deny after dry-run rules still refuses.
+    let response = get(&proxy, "tok-user", "/v1.41/info");
+    assert_eq!(response.assert_json_error(403), "info is refused");
+
+    let records = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&audit).ok()?;
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        (records.len() >= 4).then_some(records)
+    })
+    .unwrap_or_else(|| panic!("audit log: {:?}", std::fs::read_to_string(&audit)));
+    let dry: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r["event"] == "dry_run")
+        .map(|r| {
+            (
+                r["rule_name"].as_str().unwrap_or_default().to_owned(),
+                r["identity"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dry,
+        vec![
+            ("would-deny-listing".to_owned(), "usr".to_owned()),
+            ("would-need-ops".to_owned(), "usr".to_owned()),
+            ("would-deny-listing".to_owned(), "ops".to_owned()),
+        ],
+        "{records:#?}"
+    );
+    assert!(records
+        .iter()
+        .any(|r| r["event"] == "deny" && r["rule_name"] == "real-deny-info"));
+
+    let text = proxy
+        .request(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .text();
+    for line in [
+        "docker_proxy_rule_decisions_total{rule=\"would-deny-listing\",mode=\"dry_run\"} 2",
+        "docker_proxy_rule_decisions_total{rule=\"would-need-ops\",mode=\"dry_run\"} 1",
+        "docker_proxy_rule_decisions_total{rule=\"real-deny-info\",mode=\"enforced\"} 1",
+        "docker_proxy_requests_dry_run_total 3",
+        "docker_proxy_requests_denied_total 1",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+}
