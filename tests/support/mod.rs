@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod ops;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -177,6 +179,10 @@ pub struct ProxyOptions {
     /// A complete config file used instead of the generated one (the port
     /// and socket still come from the environment unless `config_only`).
     pub config_text: Option<String>,
+    /// YAML blocks placed under `global:` (indented by the harness).
+    pub global_yaml: Vec<String>,
+    /// The top-level `rules:` section, appended verbatim.
+    pub rules_yaml: Option<String>,
 }
 
 impl ProxyOptions {
@@ -191,6 +197,8 @@ impl ProxyOptions {
             config_only: false,
             env: Vec::new(),
             config_text: None,
+            global_yaml: Vec::new(),
+            rules_yaml: None,
         }
     }
 
@@ -262,6 +270,11 @@ fn config_yaml(options: &ProxyOptions, port: u16) -> String {
         options.socket.display(),
         options.workers
     );
+    for block in &options.global_yaml {
+        for line in block.lines() {
+            yaml.push_str(&format!("  {line}\n"));
+        }
+    }
     if !options.limits.is_empty() {
         yaml.push_str("  limits:\n");
         for line in &options.limits {
@@ -272,6 +285,12 @@ fn config_yaml(options: &ProxyOptions, port: u16) -> String {
         match &options.auth_yaml {
             Some(auth) => yaml.push_str(auth),
             None => yaml.push_str("auth:\n  type: none\n"),
+        }
+    }
+    if let Some(rules) = &options.rules_yaml {
+        yaml.push_str(rules);
+        if !rules.ends_with('\n') {
+            yaml.push('\n');
         }
     }
     yaml
