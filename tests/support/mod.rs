@@ -21,6 +21,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod certs;
+pub mod startup;
+
 /// The engine socket the end-to-end tests talk to.
 pub const ENGINE_SOCKET: &str = "/var/run/docker.sock";
 /// The image CI builds from a static busybox (see `.ci/run`).
@@ -183,6 +186,10 @@ pub struct ProxyOptions {
     pub global_yaml: Vec<String>,
     /// The top-level `rules:` section, appended verbatim.
     pub rules_yaml: Option<String>,
+    /// Write no config file and pass no `--config`: the proxy runs in an
+    /// empty temporary working directory (no `./config.yaml`) with port
+    /// and socket from the environment (see `startup.rs`).
+    pub no_config_file: bool,
 }
 
 impl ProxyOptions {
@@ -199,6 +206,7 @@ impl ProxyOptions {
             config_text: None,
             global_yaml: Vec::new(),
             rules_yaml: None,
+            no_config_file: false,
         }
     }
 
@@ -325,41 +333,10 @@ impl Proxy {
     fn try_start(options: &ProxyOptions) -> Result<Proxy, String> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
-        let config = dir.path().join("config.yaml");
-        let text = match &options.config_text {
-            Some(text) => text.clone(),
-            None => config_yaml(options, port),
-        };
-        std::fs::write(&config, text).expect("write config");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr log file");
-
-        let mut command = Command::new(env!("CARGO_BIN_EXE_docker-api-proxy"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .current_dir(dir.path())
-            .env_remove("DOCKER_PROXY_PORT")
-            .env_remove("DOCKER_SOCKET")
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_PROXY_SECRET")
-            .env_remove("DOCKER_PROXY_CONFIG")
-            .env_remove("MONOIO_FORCE_LEGACY_DRIVER")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        if !options.config_only {
-            command
-                .env("DOCKER_PROXY_PORT", port.to_string())
-                .env("DOCKER_SOCKET", &options.socket);
-        }
-        if options.driver == Driver::Epoll {
-            command.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
-        }
-        for (key, value) in &options.env {
-            command.env(key, value);
-        }
+        let mut command = options.command(dir.path(), port);
+        command.stdout(Stdio::null()).stderr(stderr);
         let child = command.spawn().expect("spawn the proxy binary");
         let mut proxy = Proxy {
             child,
@@ -404,6 +381,11 @@ impl Proxy {
 
     pub fn docker_host(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// The proxy's temporary working directory (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// Everything the proxy wrote to stderr so far.
@@ -847,6 +829,36 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(addr: &str) -> RawClient {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .expect("write timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        RawClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects from a chosen local address (e.g. `127.0.0.2`, to look like
+    /// another client IP on loopback).
+    pub fn connect_from(local: std::net::IpAddr, addr: &str) -> RawClient {
+        let remote: std::net::SocketAddr = addr.parse().expect("a socket address");
+        let domain = if remote.is_ipv6() {
+            socket2::Domain::IPV6
+        } else {
+            socket2::Domain::IPV4
+        };
+        let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None).expect("socket");
+        socket
+            .bind(&std::net::SocketAddr::new(local, 0).into())
+            .unwrap_or_else(|e| panic!("bind {local}: {e}"));
+        socket
+            .connect_timeout(&remote.into(), IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect {addr} from {local}: {e}"));
+        let stream: TcpStream = socket.into();
         stream
             .set_read_timeout(Some(IO_TIMEOUT))
             .expect("read timeout");
