@@ -14,6 +14,19 @@ use dashmap::DashMap;
 
 use crate::config::Lockout;
 
+/// What [`LockoutTable::record_failure`] did with a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Counted; the IP is not locked out.
+    Counted,
+    /// This failure reached the limit and started a lockout.
+    LockoutStarted,
+    /// The IP was already locked out (by a request on another core); the
+    /// failure was not counted. `retry_after` as in
+    /// [`LockoutTable::retry_after`].
+    AlreadyLocked { retry_after: u64 },
+}
+
 /// Failure counters and lockouts keyed by client IP.
 ///
 /// Operations lock one shard of a concurrent map, never the whole table.
@@ -48,21 +61,28 @@ impl LockoutTable {
         remaining(locked_at, settings.duration, now).map(whole_seconds_up)
     }
 
-    /// Records one failed attempt from `ip` and returns true when this
-    /// failure starts a lockout.
+    /// Records one failed attempt from `ip`.
     ///
     /// A lockout starts when `settings.failures` failures fall inside
-    /// `settings.window`. A `failures` of 0 disables lockout.
-    pub fn record_failure(&self, ip: IpAddr, settings: &Lockout, now: Instant) -> bool {
+    /// `settings.window`. A `failures` of 0 disables lockout. When another
+    /// core locked the IP out between the caller's [`retry_after`] check
+    /// and this call, the failure is not counted and the running lockout
+    /// is reported, so that the caller answers 429 like every other
+    /// request during the lockout.
+    ///
+    /// [`retry_after`]: LockoutTable::retry_after
+    pub fn record_failure(&self, ip: IpAddr, settings: &Lockout, now: Instant) -> Recorded {
         let limit = settings.failures as usize;
         if limit == 0 {
-            return false;
+            return Recorded::Counted;
         }
         let mut entry = self.clients.entry(ip).or_default();
 
         if let Some(locked_at) = entry.locked_at {
-            if remaining(locked_at, settings.duration, now).is_some() {
-                return false;
+            if let Some(left) = remaining(locked_at, settings.duration, now) {
+                return Recorded::AlreadyLocked {
+                    retry_after: whole_seconds_up(left),
+                };
             }
             entry.locked_at = None;
         }
@@ -80,11 +100,11 @@ impl LockoutTable {
         recent.push_back(now);
 
         if recent.len() < limit {
-            return false;
+            return Recorded::Counted;
         }
         recent.clear();
         entry.locked_at = Some(now);
-        true
+        Recorded::LockoutStarted
     }
 
     /// Removes clients with no running lockout and no failure inside the

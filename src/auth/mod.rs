@@ -26,7 +26,7 @@ use std::time::Instant;
 use crate::config::{AuthMode, Lockout};
 
 use bearer::{HeaderProblem, TokenTable};
-pub use lockout::LockoutTable;
+pub use lockout::{LockoutTable, Recorded};
 use mtls::CertRoles;
 pub use mtls::{name_matches, CertNames};
 
@@ -196,12 +196,17 @@ impl Authenticator {
             Err(HeaderProblem::Malformed) => MALFORMED_TOKEN,
         };
 
-        if self.table.record_failure(client_ip, &self.lockout, now) {
-            tracing::info!(
+        match self.table.record_failure(client_ip, &self.lockout, now) {
+            Recorded::Counted => {}
+            Recorded::LockoutStarted => tracing::info!(
                 client.addr = %client_ip,
                 lockout.seconds = self.lockout.duration.as_secs(),
                 "client locked out after repeated authentication failures"
-            );
+            ),
+            // Another core locked this IP out after our check above.
+            Recorded::AlreadyLocked { retry_after } => {
+                return AuthOutcome::LockedOut { retry_after }
+            }
         }
         AuthOutcome::Unauthorized(refused)
     }

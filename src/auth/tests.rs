@@ -458,6 +458,31 @@ fn valid_token_is_refused_while_locked_out() {
     );
 }
 
+/// A failure recorded after another core started the lockout (the race
+/// between `retry_after` and `record_failure`) is not counted and reports
+/// the running lockout, so concurrent guesses get 429, not 401.
+#[test]
+fn failure_recorded_after_another_core_locked_out_reports_the_lockout() {
+    let table = LockoutTable::new();
+    let settings = default_lockout();
+    let now = Instant::now();
+    for _ in 0..9 {
+        assert_eq!(table.record_failure(client(1), &settings, now), Recorded::Counted);
+    }
+    assert_eq!(
+        table.record_failure(client(1), &settings, now),
+        Recorded::LockoutStarted
+    );
+    assert_eq!(
+        table.record_failure(client(1), &settings, now + Duration::from_secs(1)),
+        Recorded::AlreadyLocked { retry_after: 299 }
+    );
+    assert_eq!(
+        table.retry_after(client(1), &settings, now + Duration::from_secs(1)),
+        Some(299)
+    );
+}
+
 #[test]
 fn lockout_does_not_affect_other_addresses() {
     let auth = standard_bearer();
