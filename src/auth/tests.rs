@@ -467,7 +467,10 @@ fn failure_recorded_after_another_core_locked_out_reports_the_lockout() {
     let settings = default_lockout();
     let now = Instant::now();
     for _ in 0..9 {
-        assert_eq!(table.record_failure(client(1), &settings, now), Recorded::Counted);
+        assert_eq!(
+            table.record_failure(client(1), &settings, now),
+            Recorded::Counted
+        );
     }
     assert_eq!(
         table.record_failure(client(1), &settings, now),
