@@ -233,7 +233,16 @@ async fn forward<S: ClientIo>(
         }
         match read_response_head(client, &mut stream, snapshot, head).await {
             Ok((response, leftover)) => {
-                worker.record_upstream_latency(started.elapsed());
+                let elapsed = started.elapsed();
+                worker.record_upstream_latency(elapsed);
+                tracing::debug!(
+                    client.addr = %client.addr,
+                    http.method = head.method(),
+                    http.target = %String::from_utf8_lossy(head.target()),
+                    http.status = response.status,
+                    upstream.latency_us = elapsed.as_micros() as u64,
+                    "forwarded"
+                );
                 break (stream, response, leftover);
             }
             Err(HeadError::NothingReceived) if reused && retryable && attempt == 1 => {
