@@ -4,6 +4,7 @@
 //! smuggling is decided here so that the proxy and the engine always agree
 //! on where a message ends. `crate::proxy` drives the I/O.
 
+pub mod body;
 pub mod chunked;
 pub mod head;
 pub mod response;

@@ -16,9 +16,11 @@ use monoio::net::UnixStream;
 use super::admit::{self, Admission, BodyPlan};
 use super::filter;
 use crate::policy::ResponseFilter;
-use super::io::{read_append, write_all, ReadSize, COPY_BUF};
+use super::copy::{copy_body, CopyError};
+use super::io::{read_append, write_all, COPY_BUF};
 use super::tunnel;
 use super::Worker;
+use crate::http::body::BodyTracker;
 use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{self, Framing, RequestHead, ResponseHead};
 use crate::http::response::json_error;
@@ -408,19 +410,26 @@ async fn send_request<S: ClientIo>(
     if result.is_err() {
         return Err(SendError::Upstream);
     }
-    match body {
-        BodyPlan::Empty | BodyPlan::Buffered(_) => Ok(()),
-        BodyPlan::Length(n) => {
-            if head.expect_continue {
-                send_continue(client).await?;
-            }
-            stream_length(client, upstream, *n).await
+    let framing = match body {
+        BodyPlan::Empty | BodyPlan::Buffered(_) => return Ok(()),
+        BodyPlan::Length(n) => Framing::Length(*n),
+        BodyPlan::Chunked => Framing::Chunked,
+    };
+    if head.expect_continue {
+        send_continue(client).await?;
+    }
+    let pending = std::mem::take(&mut client.buf);
+    let tracker = BodyTracker::new(framing);
+    match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending).await {
+        // Bytes past the body belong to the next pipelined request.
+        Ok(extra) => {
+            client.buf = extra;
+            Ok(())
         }
-        BodyPlan::Chunked => {
-            if head.expect_continue {
-                send_continue(client).await?;
-            }
-            stream_chunked(client, upstream).await
+        Err(CopyError::Read) => Err(SendError::Client),
+        Err(CopyError::Write) => Err(SendError::Upstream),
+        Err(CopyError::Framing(error)) => {
+            Err(SendError::Refused(json_error(400, &error.to_string(), &[], true)))
         }
     }
 }
@@ -428,94 +437,6 @@ async fn send_request<S: ClientIo>(
 async fn send_continue<S: ClientIo>(client: &mut Client<S>) -> Result<(), SendError> {
     let (result, _) = write_all(&mut client.io, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
     result.map_err(|_| SendError::Client)
-}
-
-/// Copies exactly `remaining` body bytes from the client to the engine.
-async fn stream_length<S: ClientIo>(
-    client: &mut Client<S>,
-    upstream: &mut UnixStream,
-    mut remaining: u64,
-) -> Result<(), SendError> {
-    let mut size = ReadSize::default();
-    let mut chunk = take_prefix(&mut client.buf, remaining);
-    loop {
-        remaining -= chunk.len() as u64;
-        if !chunk.is_empty() {
-            let (result, buf) = write_all(upstream, chunk).await;
-            if result.is_err() {
-                return Err(SendError::Upstream);
-            }
-            chunk = buf;
-        }
-        if remaining == 0 {
-            return Ok(());
-        }
-        chunk.clear();
-        let want = remaining.min(size.get() as u64) as usize;
-        let (result, buf) = read_append(&mut client.io, chunk, want).await;
-        chunk = buf;
-        match result {
-            Ok(0) | Err(_) => return Err(SendError::Client),
-            Ok(n) => size.observe(n),
-        }
-        if chunk.len() as u64 > remaining {
-            // Bytes past this body belong to the next pipelined request.
-            let extra = chunk.split_off(remaining as usize);
-            client.buf = extra;
-        }
-    }
-}
-
-/// Copies a chunked body verbatim, stopping exactly at its end.
-async fn stream_chunked<S: ClientIo>(
-    client: &mut Client<S>,
-    upstream: &mut UnixStream,
-) -> Result<(), SendError> {
-    let mut scanner = ChunkedScanner::new();
-    let mut chunk = std::mem::take(&mut client.buf);
-    let mut size = ReadSize::default();
-    loop {
-        let used = match scanner.scan(&chunk, None) {
-            Ok(used) => used,
-            Err(error) => {
-                let response = json_error(400, &error.to_string(), &[], true);
-                return Err(SendError::Refused(response));
-            }
-        };
-        if used < chunk.len() {
-            client.buf = chunk.split_off(used);
-        }
-        if !chunk.is_empty() {
-            let (result, buf) = write_all(upstream, chunk).await;
-            if result.is_err() {
-                return Err(SendError::Upstream);
-            }
-            chunk = buf;
-        }
-        if scanner.is_done() {
-            return Ok(());
-        }
-        chunk.clear();
-        let (result, buf) = read_append(&mut client.io, chunk, size.get()).await;
-        chunk = buf;
-        if let Ok(n) = result {
-            size.observe(n);
-        }
-        match result {
-            Ok(0) | Err(_) => return Err(SendError::Client),
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Splits up to `limit` bytes off the front of `buf`.
-fn take_prefix(buf: &mut Vec<u8>, limit: u64) -> Vec<u8> {
-    if (buf.len() as u64) <= limit {
-        std::mem::take(buf)
-    } else {
-        let rest = buf.split_off(limit as usize);
-        std::mem::replace(buf, rest)
-    }
 }
 
 enum HeadError {
@@ -580,119 +501,20 @@ async fn relay_body<S: ClientIo>(
     client: &mut Client<S>,
     upstream: &mut UnixStream,
     framing: Framing,
-    mut out: Vec<u8>,
-    mut pending: Vec<u8>,
+    head: Vec<u8>,
+    pending: Vec<u8>,
 ) -> Relay {
-    let mut size = ReadSize::default();
-    match framing {
-        Framing::Empty => {
-            let (result, _) = write_all(&mut client.io, out).await;
-            match result {
-                Ok(()) => Relay::Complete { upstream_reusable: pending.is_empty() },
-                Err(_) => Relay::Broken,
-            }
+    let tracker = BodyTracker::new(framing);
+    match copy_body(upstream, &mut client.io, tracker, head, pending).await {
+        // The engine connection is reusable only at a clean message end.
+        Ok(extra) => Relay::Complete {
+            upstream_reusable: extra.is_empty() && framing != Framing::UntilClose,
+        },
+        Err(CopyError::Framing(error)) => {
+            tracing::warn!(%error, "engine sent a malformed chunked body");
+            Relay::Broken
         }
-        Framing::Length(mut remaining) => {
-            let take = (pending.len() as u64).min(remaining) as usize;
-            let extra = pending.len() > take;
-            out.extend_from_slice(&pending[..take]);
-            remaining -= take as u64;
-            let (result, mut buf) = write_all(&mut client.io, out).await;
-            if result.is_err() {
-                return Relay::Broken;
-            }
-            while remaining > 0 {
-                buf.clear();
-                let (result, next) = read_append(upstream, buf, size.get()).await;
-                buf = next;
-                if let Ok(n) = result {
-                    size.observe(n);
-                }
-                match result {
-                    Ok(0) | Err(_) => return Relay::Broken,
-                    Ok(n) if n as u64 > remaining => {
-                        buf.truncate(remaining as usize);
-                        let _ = write_all(&mut client.io, buf).await;
-                        return Relay::Complete { upstream_reusable: false };
-                    }
-                    Ok(n) => remaining -= n as u64,
-                }
-                let (result, next) = write_all(&mut client.io, buf).await;
-                buf = next;
-                if result.is_err() {
-                    return Relay::Broken;
-                }
-            }
-            Relay::Complete { upstream_reusable: !extra }
-        }
-        Framing::Chunked => {
-            let mut scanner = ChunkedScanner::new();
-            let used = match scanner.scan(&pending, None) {
-                Ok(used) => used,
-                Err(_) => return Relay::Broken,
-            };
-            let extra = used < pending.len();
-            out.extend_from_slice(&pending[..used]);
-            let (result, mut buf) = write_all(&mut client.io, out).await;
-            if result.is_err() {
-                return Relay::Broken;
-            }
-            while !scanner.is_done() {
-                buf.clear();
-                let (result, next) = read_append(upstream, buf, size.get()).await;
-                buf = next;
-                if let Ok(n) = result {
-                    size.observe(n);
-                }
-                match result {
-                    Ok(0) | Err(_) => return Relay::Broken,
-                    Ok(_) => {}
-                }
-                let used = match scanner.scan(&buf, None) {
-                    Ok(used) => used,
-                    Err(error) => {
-                        tracing::warn!(%error, "engine sent a malformed chunked body");
-                        return Relay::Broken;
-                    }
-                };
-                if used < buf.len() {
-                    buf.truncate(used);
-                    let _ = write_all(&mut client.io, buf).await;
-                    return Relay::Complete { upstream_reusable: false };
-                }
-                let (result, next) = write_all(&mut client.io, buf).await;
-                buf = next;
-                if result.is_err() {
-                    return Relay::Broken;
-                }
-            }
-            Relay::Complete { upstream_reusable: !extra }
-        }
-        Framing::UntilClose => {
-            out.append(&mut pending);
-            let (result, mut buf) = write_all(&mut client.io, out).await;
-            if result.is_err() {
-                return Relay::Broken;
-            }
-            loop {
-                buf.clear();
-                let (result, next) = read_append(upstream, buf, size.get()).await;
-                buf = next;
-                if let Ok(n) = result {
-                    size.observe(n);
-                }
-                match result {
-                    Ok(0) => return Relay::Complete { upstream_reusable: false },
-                    Err(_) => return Relay::Broken,
-                    Ok(_) => {}
-                }
-                let (result, next) = write_all(&mut client.io, buf).await;
-                buf = next;
-                if result.is_err() {
-                    return Relay::Broken;
-                }
-            }
-        }
+        Err(_) => Relay::Broken,
     }
 }
 

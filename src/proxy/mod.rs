@@ -3,6 +3,7 @@
 
 pub mod admit;
 pub mod conn;
+pub mod copy;
 pub mod filter;
 pub mod io;
 pub mod tunnel;

@@ -1,0 +1,59 @@
+//! Copying one message body from one socket to another as it arrives.
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use super::io::{read_append, write_all, ReadSize};
+use crate::http::body::BodyTracker;
+use crate::http::ParseError;
+
+/// Why a body copy stopped before the body's end.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Reading failed, or the sender closed before the body ended.
+    Read,
+    /// Writing failed.
+    Write,
+    /// The body's framing is malformed.
+    Framing(ParseError),
+}
+
+/// Copies one body from `from` to `to`, writing `head` first (it may be
+/// empty). `pending` holds bytes already read from `from`. Returns the
+/// bytes read past the end of the body.
+pub async fn copy_body<R: AsyncReadRent, W: AsyncWriteRent>(
+    from: &mut R,
+    to: &mut W,
+    mut tracker: BodyTracker,
+    head: Vec<u8>,
+    mut pending: Vec<u8>,
+) -> Result<Vec<u8>, CopyError> {
+    let mut size = ReadSize::default();
+    let mut out = head;
+    loop {
+        let used = tracker.advance(&pending).map_err(CopyError::Framing)?;
+        let extra = pending.split_off(used);
+        if out.is_empty() {
+            std::mem::swap(&mut out, &mut pending);
+        } else {
+            out.extend_from_slice(&pending);
+        }
+        if !out.is_empty() {
+            let (result, buf) = write_all(to, out).await;
+            result.map_err(|_| CopyError::Write)?;
+            out = buf;
+        }
+        if tracker.is_done() {
+            return Ok(extra);
+        }
+        // Reuse the written buffer for the next read.
+        out.clear();
+        let (result, buf) = read_append(from, out, size.get()).await;
+        pending = buf;
+        out = Vec::new();
+        match result {
+            Ok(0) if tracker.ends_at_eof() => return Ok(Vec::new()),
+            Ok(0) | Err(_) => return Err(CopyError::Read),
+            Ok(n) => size.observe(n),
+        }
+    }
+}
