@@ -145,26 +145,37 @@ fn filter_raw(raw: &RawValue, paths: &[Path<'_>], out: &mut Vec<u8>) -> Result<(
             out.push(b'{');
             let mut first = true;
             for (key, value) in &pairs {
-                let touching: Vec<Path<'_>> = paths
-                    .iter()
-                    .filter(|p| p.rest[0] == "*" || p.rest[0] == key.as_ref())
-                    .copied()
-                    .collect();
+                let touches = |p: &&Path<'_>| p.rest[0] == "*" || p.rest[0] == key.as_ref();
+                if !first {
+                    out.push(b',');
+                }
+                if !paths.iter().any(|p| touches(&p)) {
+                    // The common case: no filter reaches this member.
+                    first = false;
+                    serde_json::to_writer(&mut *out, key.as_ref())?;
+                    out.push(b':');
+                    out.extend_from_slice(value.get().as_bytes());
+                    continue;
+                }
+                let touching: Vec<Path<'_>> = paths.iter().filter(touches).copied().collect();
                 let mut piece = Vec::new();
                 if touching.iter().any(|p| p.rest.len() == 1) {
                     // An action ends at this key: decode just this value and
                     // apply the entries in their order, as `apply` would.
                     match act_in_order(value, &touching)? {
                         Some(result) => serde_json::to_writer(&mut piece, &result)?,
-                        None => continue,
+                        None => {
+                            // Removed: take back the separator written above.
+                            if !first {
+                                out.pop();
+                            }
+                            continue;
+                        }
                     }
                 } else {
                     let deeper: Vec<Path<'_>> =
                         touching.iter().map(|p| Path { rest: &p.rest[1..], ..*p }).collect();
                     filter_raw(value, &deeper, &mut piece)?;
-                }
-                if !first {
-                    out.push(b',');
                 }
                 first = false;
                 serde_json::to_writer(&mut *out, key.as_ref())?;

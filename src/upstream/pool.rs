@@ -15,8 +15,10 @@ use monoio::net::UnixStream;
 use super::socket::SocketChoice;
 use super::Error;
 
-/// Idle connections kept per core.
-const MAX_IDLE: usize = 64;
+/// Idle connections kept per core. Enough for every concurrent request of
+/// a busy core to find one: past this, each extra request would pay a
+/// connect and a close to the engine.
+const MAX_IDLE: usize = 1024;
 /// An idle connection older than this is closed rather than reused.
 const MAX_IDLE_AGE: Duration = Duration::from_secs(60);
 
