@@ -24,9 +24,9 @@ use support::{
 
 const PRIVILEGED: &str = "privileged containers are not allowed on CI runners";
 const HOST_MOUNTS: &str = "mounting host paths is not allowed on CI runners";
-const BIND_VOLUMES: &str = "volumes backed by host paths are not allowed on CI runners";
+const BIND_VOLUMES: &str = "volumes with driver mount options are not allowed on CI runners";
 const CAPABILITIES: &str = "adding this capability is not allowed on CI runners";
-const NAMESPACES: &str = "host namespaces are not allowed on CI runners";
+const NAMESPACES: &str = "sharing the host's or another container's namespaces is not allowed on CI runners";
 const DEVICES: &str = "host devices are not available to CI jobs";
 const TOP_LEVEL: &str = "container create bodies must carry host settings under HostConfig";
 const LEGACY_API: &str = "API versions before 1.24 are not accepted on CI runners";
@@ -1278,11 +1278,24 @@ fn bind_backed_volumes_are_refused() {
             false,
         ),
         ("plain volume", "", true),
+        // Any driver mount option is refused: type=proc or an overlay with a
+        // host lowerdir reached the host through the same fields.
         (
             "tmpfs volume",
             r#""DriverOpts":{"type":"tmpfs","device":"tmpfs","o":"size=1m"}"#,
-            true,
+            false,
         ),
+        (
+            "host procfs volume",
+            r#""DriverOpts":{"type":"proc","device":"proc"}"#,
+            false,
+        ),
+        (
+            "overlay of host directories",
+            r#""DriverOpts":{"type":"overlay","device":"overlay","o":"lowerdir=/etc:/usr"}"#,
+            false,
+        ),
+        ("empty driver options", r#""DriverOpts":{}"#, true),
     ] {
         let name = unique_name("vol");
         let _guard = VolumeGuard(name.clone());

@@ -222,7 +222,7 @@ fn refuses_bind_backed_volume_create() {
     assert!(!out.success(), "volume create succeeded: {}", out.stdout);
     assert!(
         out.stderr
-            .contains("volumes backed by host paths are not allowed on CI runners"),
+            .contains("volumes with driver mount options are not allowed on CI runners"),
         "{}",
         out.stderr
     );
@@ -260,7 +260,7 @@ fn refuses_capability_escalation_in_any_spelling() {
 fn refuses_host_namespaces() {
     require_engine!();
     let setup = Setup::example();
-    let message = "host namespaces are not allowed on CI runners";
+    let message = "sharing the host's or another container's namespaces is not allowed on CI runners";
     assert_all_refused(
         &setup,
         &[
@@ -649,4 +649,108 @@ fn dry_run_rules_continue_and_are_recorded() {
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
+}
+
+// === findings of the attack review (each was a working bypass) ===
+
+/// The local volume driver passes type/device/o to mount(2) in dockerd's
+/// namespaces: proc gave the host's processes, overlay a host directory.
+#[test]
+fn refuses_volumes_with_any_driver_mount_options() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "volumes with driver mount options are not allowed on CI runners";
+    for opts in [
+        &["--opt", "type=proc", "--opt", "device=proc"][..],
+        &["--opt", "type=overlay", "--opt", "device=overlay", "--opt", "o=lowerdir=/etc:/usr"],
+        &["--opt", "type=sysfs", "--opt", "device=sysfs"],
+    ] {
+        let name = unique_name("vol");
+        let mut args = vec!["volume", "create"];
+        args.extend_from_slice(opts);
+        args.push(&name);
+        let out = setup.ci(&args);
+        assert!(!out.success(), "volume create {opts:?} succeeded");
+        assert!(out.stderr.contains(message), "{opts:?}: {}", out.stderr);
+        assert_eq!(engine_get(&format!("/v1.41/volumes/{name}")).status, 404);
+    }
+    assert_run_refused(
+        &setup,
+        &["--mount", "type=volume,dst=/hp,volume-opt=type=proc,volume-opt=device=proc"],
+        "mounting host paths is not allowed on CI runners",
+    )
+    .unwrap();
+
+    // A plain named volume still works.
+    let name = unique_name("vol");
+    setup.ci(&["volume", "create", &name]).assert_success("plain volume create");
+    Cli::docker_direct().args(&["volume", "rm", &name]).run();
+}
+
+/// `MaskedPaths: []` / `ReadonlyPaths: []` unmask /proc and make
+/// /proc/sys writable, like `--security-opt systempaths=unconfined`.
+#[test]
+fn refuses_unmasked_proc_paths_sent_directly() {
+    require_engine!();
+    let setup = Setup::example();
+    for field in ["MaskedPaths", "ReadonlyPaths"] {
+        let guard = ContainerGuard::new("masked");
+        let body = format!(
+            r#"{{"Image":"{IMAGE}","Cmd":["true"],"Labels":{{"docker-api-proxy-test":"1"}},"HostConfig":{{"{field}":[]}}}}"#
+        );
+        let request = format!(
+            "POST /v1.41/containers/create?name={} HTTP/1.1\r\nHost: docker\r\n\
+             Authorization: Bearer {CI_TOKEN}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            guard.name,
+            body.len()
+        );
+        let response = setup.proxy.request(request.as_bytes());
+        assert_eq!(response.status, 403, "{field}: {}", response.text());
+        assert!(engine_container(&guard.name).is_none(), "{field}: container created");
+    }
+    assert_run_refused(
+        &setup,
+        &["--security-opt", "systempaths=unconfined"],
+        "adding this capability is not allowed on CI runners",
+    )
+    .unwrap();
+}
+
+/// `--pid container:X` reads X's environment through /proc/1/environ.
+#[test]
+fn refuses_joining_another_containers_pid_or_ipc_namespace() {
+    require_engine!();
+    let setup = Setup::example();
+    let target = ContainerGuard::new("target");
+    Cli::docker_direct()
+        .args(&["run", "-d", "--name", &target.name, "--label", TEST_LABEL, IMAGE, "sleep", "30"])
+        .run()
+        .assert_success("start the target container");
+    let message = "sharing the host's or another container's namespaces is not allowed";
+    let pid = format!("container:{}", target.name);
+    assert_all_refused(&setup, &[(&["--pid", &pid], message), (&["--ipc", &pid], message)]);
+}
+
+/// `docker commit` copies a container's environment into the image
+/// config; image inspect must not show it.
+#[test]
+fn image_inspect_redacts_environment_committed_from_a_container() {
+    require_engine!();
+    let setup = Setup::example();
+    let source = ContainerGuard::new("commit");
+    let image = format!("{}:latest", unique_name("committed"));
+    Cli::docker_direct()
+        .args(&[
+            "run", "-d", "--name", &source.name, "--label", TEST_LABEL, "-e",
+            "SECRET=hunter2-committed", IMAGE, "sleep", "30",
+        ])
+        .run()
+        .assert_success("start the source container");
+    setup.ci(&["commit", &source.name, &image]).assert_success("docker commit");
+    let out = setup.ci(&["image", "inspect", &image]);
+    Cli::docker_direct().args(&["rmi", "-f", &image]).run();
+    assert!(out.success(), "image inspect failed: {}", out.stderr);
+    assert!(!out.stdout.contains("hunter2-committed"), "secret shown:\n{}", out.stdout);
+    assert!(out.stdout.contains("***REDACTED***"), "no marker:\n{}", out.stdout);
 }

@@ -183,6 +183,9 @@ async fn exchange<S: ClientIo>(
                 }
             }
             let (result, _) = write_all(&mut client.io, response).await;
+            if result.is_ok() && close && head.framing != Framing::Empty {
+                linger(client).await;
+            }
             return if close || result.is_err() || !head.keep_alive {
                 Next::Close
             } else {
@@ -193,6 +196,34 @@ async fn exchange<S: ClientIo>(
         Admission::Close => return Next::Close,
     };
     forward(client, &head, plan, context.filters.as_deref(), snapshot, worker).await
+}
+
+/// Most unread request-body bytes discarded before closing after a refusal.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+/// Longest wait for the client to stop sending after a refusal.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Closes gracefully after refusing a request whose body was not read: the
+/// client may still be uploading it, and closing with unread bytes makes
+/// the kernel send a reset that can destroy the refusal before the client
+/// reads it (the docker CLI then shows "broken pipe" instead of the rule's
+/// message). So: shut down our side, then read and discard, bounded.
+async fn linger<S: ClientIo>(client: &mut Client<S>) {
+    let _ = client.io.shutdown().await;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    let mut buf = std::mem::take(&mut client.buf);
+    while discarded < LINGER_BYTES {
+        buf.clear();
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(wait, read_append(&mut client.io, buf, COPY_BUF)).await {
+            Ok((Ok(n), next)) if n > 0 => {
+                discarded += n;
+                buf = next;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Sends the request upstream and relays the response.
