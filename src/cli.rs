@@ -11,7 +11,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{AuthOutcome, Authenticator, LockoutTable};
-use crate::config::{self, Overrides};
+use crate::config::{self, AuthMode, Overrides};
 use crate::http::target;
 use crate::policy::{JsonBody, Request, Verdict};
 
@@ -125,7 +125,7 @@ pub fn check_config(overrides: &Overrides) -> ExitCode {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("configuration is invalid ({} problems)", errors.0.len());
+            eprintln!("configuration is invalid ({})", count_problems(errors.0.len()));
             ExitCode::FAILURE
         }
     }
@@ -134,6 +134,15 @@ pub fn check_config(overrides: &Overrides) -> ExitCode {
 /// `setup`: runs the configuration wizard.
 pub fn setup(args: &SetupArgs) -> ExitCode {
     crate::setup::run(&args.output, args.force)
+}
+
+/// "1 problem", "3 problems".
+pub fn count_problems(n: usize) -> String {
+    if n == 1 {
+        "1 problem".to_owned()
+    } else {
+        format!("{n} problems")
+    }
 }
 
 /// `explain`: evaluates one request offline and prints why.
@@ -184,7 +193,24 @@ fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bo
                 AuthOutcome::LockedOut { .. } => None,
             }
         }
-        (None, role) => role.clone(),
+        (None, Some(role)) => Some(role.clone()),
+        (None, None) => match &config.auth {
+            AuthMode::None => None,
+            AuthMode::FailClosed { reason } => {
+                let text = format!(
+                    "authentication: not configured ({reason})\n\
+                     decision: refused with 401 before any rule\n"
+                );
+                return Ok((text, false));
+            }
+            AuthMode::Bearer { .. } | AuthMode::Mtls { .. } => {
+                let text = "authentication: required by this configuration, and neither \
+                            --token nor --role was given\n\
+                            decision: refused with 401 before any rule (pass --token TOKEN, \
+                            or --role ROLE to evaluate the rules as that role)\n";
+                return Ok((text.to_owned(), false));
+            }
+        },
     };
     let body = match &args.body {
         Some(path) => {

@@ -226,6 +226,7 @@ fn check_config_of_the_example_policy_shows_settings_rules_and_warnings() {
             "exec-needs-admin",
             "watch-image-pulls",
             "redact-container-env",
+            "redact-image-env",
         ],
         "{stdout}"
     );
@@ -363,7 +364,7 @@ fn explain_exits_0_for_an_allowed_request() {
     // Every rule is listed, in evaluation order.
     assert_eq!(
         stdout.matches("\nrule \"").count() + usize::from(stdout.starts_with("rule \"")),
-        14,
+        15,
         "{stdout}"
     );
 }
@@ -440,4 +441,33 @@ fn explain_refuses_what_the_proxy_refuses_before_rules() {
         assert_eq!(code, 1, "{target}: stdout:\n{stdout}\nstderr:\n{stderr}");
         assert!(stdout.contains("refused with 400"), "{target}: {stdout}");
     }
+}
+
+/// Without --token or --role, a configuration that requires
+/// authentication refuses the request the way the running proxy would.
+#[test]
+fn explain_without_credentials_refuses_like_the_proxy_when_auth_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "auth:\n  tokens:\n    - {token: t0ken-value, role: admin}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_docker-api-proxy"))
+        .args(["explain", "--config", config.to_str().unwrap(), "GET", "/v1.41/containers/json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("refused with 401"), "{stdout}");
+    assert!(stdout.contains("--token"), "{stdout}");
+
+    std::fs::write(&config, "global: {port: 2399}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_docker-api-proxy"))
+        .args(["explain", "--config", config.to_str().unwrap(), "GET", "/_ping"])
+        .env_remove("DOCKER_PROXY_SECRET")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "fail-closed config allowed: {stdout}");
+    assert!(stdout.contains("not configured"), "{stdout}");
 }

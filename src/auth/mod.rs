@@ -31,8 +31,9 @@ use mtls::CertRoles;
 pub use mtls::{name_matches, CertNames};
 
 /// Message when a bearer-mode request carries no `Authorization` header.
-pub const MISSING_TOKEN: &str =
-    "authentication required: send the header 'Authorization: Bearer <token>'";
+pub const MISSING_TOKEN: &str = "authentication required: send the header \
+     'Authorization: Bearer <token>' (docker CLI: \"HttpHeaders\": {\"Authorization\": \
+     \"Bearer <token>\"} in ~/.docker/config.json)";
 /// Message when the `Authorization` scheme is not `Bearer`.
 pub const WRONG_SCHEME: &str =
     "unsupported authorization scheme: send the header 'Authorization: Bearer <token>'";

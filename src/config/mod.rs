@@ -359,7 +359,7 @@ pub fn choose_file(
                 }
             ),
             "a policy file that was named but is missing must not be replaced by defaults",
-            "fix the path, or drop the option to use ./config.yaml",
+            "fix the path, or drop --config / unset DOCKER_PROXY_CONFIG to use ./config.yaml",
         )),
         None if fallback.is_file() => Ok(Some((fallback.to_path_buf(), Source::Default))),
         None => Ok(None),

@@ -27,7 +27,10 @@ pub fn bind_all(bind: IpAddr, port: u16, workers: usize) -> io::Result<Vec<StdLi
         if e.kind() == io::ErrorKind::AddrInUse {
             io::Error::new(
                 e.kind(),
-                format!("{bind}:{port} is already in use by another process; stop it or set global.port"),
+                format!(
+                    "{bind}:{port} is already in use by another process; stop it, or choose \
+                     another port with --port, DOCKER_PROXY_PORT or global.port"
+                ),
             )
         } else {
             io::Error::new(e.kind(), format!("cannot bind {bind}:{port}: {e}"))

@@ -129,7 +129,8 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("{errors}");
-            anyhow::bail!("configuration is invalid ({} problems); nothing started", errors.0.len());
+            let problems = crate::cli::count_problems(errors.0.len());
+            anyhow::bail!("configuration is invalid ({problems}); nothing started");
         }
     };
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.settings.log_level.clone());
