@@ -577,10 +577,13 @@ fn example_denies_bind_backed_volumes() {
             r#"{"Name": "v", "DriverOpts": {"device": "/dev/sda1", "type": "ext4"}}"#,
             true,
         ),
+        // Every driver mount option reaches mount(2) in dockerd's namespaces.
         (
             r#"{"Name": "v", "DriverOpts": {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}}"#,
-            false,
+            true,
         ),
+        (r#"{"Name": "v", "DriverOpts": {"type": "proc", "device": "proc"}}"#, true),
+        (r#"{"Name": "v", "DriverOpts": {}}"#, false),
         (r#"{"Name": "v"}"#, false),
     ] {
         let body = JsonBody::parse(json.as_bytes()).unwrap();
