@@ -133,7 +133,7 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
             anyhow::bail!("configuration is invalid ({problems}); nothing started");
         }
     };
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.settings.log_level.clone());
+    let filter = crate::logging::effective_filter(&config.settings.log_level);
     let _log_guard = crate::logging::init(config.settings.log_format, &filter);
     for warning in &config.warnings {
         tracing::warn!(warning = %warning, "configuration warning");

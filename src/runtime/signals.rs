@@ -42,6 +42,13 @@ pub fn reload(shared: &Shared) {
         });
     match result {
         Ok(snapshot) => {
+            if snapshot.settings.log_level != old.settings.log_level {
+                let filter = crate::logging::effective_filter(&snapshot.settings.log_level);
+                match crate::logging::set_filter(&filter) {
+                    Ok(()) => tracing::info!(log_level = %filter, "log level changed"),
+                    Err(error) => tracing::warn!(%error, "log level not changed"),
+                }
+            }
             let rules = snapshot.policy.rule_count();
             shared.snapshot.store(Arc::new(snapshot));
             shared.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
