@@ -140,6 +140,7 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
     }
     log_auth_mode(&config.auth);
 
+    let signals = signals::install().context("cannot install signal handlers")?;
     let env = |name: &str| std::env::var(name).ok();
     let socket = SocketChoice::resolve(config.settings.socket.as_deref(), &env);
     let settings = &config.settings;
@@ -171,7 +172,7 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
     start_sweeper(shared.clone());
     let _workers = start_workers(shared.clone(), listeners).context("cannot start workers")?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    signals::run(shared).context("cannot install signal handlers")?;
+    signals::run(signals, shared).context("signal handling failed")?;
     Ok(())
 }
 

@@ -13,9 +13,15 @@ use signal_hook::iterator::Signals;
 use super::{Shared, Snapshot};
 use crate::config;
 
+/// Takes over SIGHUP, SIGTERM and SIGINT. Called before anything listens,
+/// so that an early SIGHUP (a reload right after start) is never fatal;
+/// signals that arrive before [`run`] wait for it.
+pub fn install() -> std::io::Result<Signals> {
+    Signals::new([SIGHUP, SIGTERM, SIGINT])
+}
+
 /// Blocks the calling thread handling signals until the process exits.
-pub fn run(shared: Arc<Shared>) -> std::io::Result<()> {
-    let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+pub fn run(mut signals: Signals, shared: Arc<Shared>) -> std::io::Result<()> {
     for signal in signals.forever() {
         if signal == SIGHUP {
             reload(&shared);
