@@ -125,7 +125,10 @@ pub fn check_config(overrides: &Overrides) -> ExitCode {
         }
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("configuration is invalid ({})", count_problems(errors.0.len()));
+            eprintln!(
+                "configuration is invalid ({})",
+                count_problems(errors.0.len())
+            );
             ExitCode::FAILURE
         }
     }
@@ -169,7 +172,10 @@ fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bo
     let target = match target::canonicalize(args.target.as_bytes()) {
         Ok(target) => target,
         Err(error) => {
-            return Ok((format!("decision: refused with 400 before any rule: {error}\n"), false));
+            return Ok((
+                format!("decision: refused with 400 before any rule: {error}\n"),
+                false,
+            ));
         }
     };
     let mut headers = Vec::new();
@@ -184,8 +190,12 @@ fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bo
             let authenticator =
                 Authenticator::new(&config.auth, &config.lockout, LockoutTable::new().into());
             let value = format!("Bearer {token}");
-            match authenticator.authenticate(args.client_ip, Some(value.as_bytes()), None, Instant::now())
-            {
+            match authenticator.authenticate(
+                args.client_ip,
+                Some(value.as_bytes()),
+                None,
+                Instant::now(),
+            ) {
                 AuthOutcome::Ok(identity) => identity.role.map(|r| r.to_string()),
                 AuthOutcome::Unauthorized(message) => {
                     return Ok((format!("decision: refused with 401: {message}\n"), false));
@@ -214,18 +224,24 @@ fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bo
     };
     let body = match &args.body {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             match JsonBody::parse(&bytes) {
                 Ok(body) => Some(body),
                 Err(error) => {
-                    return Ok((format!("decision: refused with 400 before any rule: {error}\n"), false));
+                    return Ok((
+                        format!("decision: refused with 400 before any rule: {error}\n"),
+                        false,
+                    ));
                 }
             }
         }
         None => None,
     };
-    let header_refs: Vec<(&str, &[u8])> =
-        headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let header_refs: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
     let request = Request {
         method: &method,
         path: &target.path,

@@ -37,7 +37,9 @@ pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
                 .with_ansi(ansi)
                 .with_filter_reloading();
             let handle = builder.reload_handle();
-            let _ = RELOAD.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+            let _ = RELOAD.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
             builder.try_init()
         }
         LogFormat::Json => {
@@ -49,7 +51,9 @@ pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
                 .with_writer(writer)
                 .with_filter_reloading();
             let handle = builder.reload_handle();
-            let _ = RELOAD.set(Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())));
+            let _ = RELOAD.set(Box::new(move |f| {
+                handle.reload(f).map_err(|e| e.to_string())
+            }));
             builder.try_init()
         }
     };

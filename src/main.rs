@@ -5,7 +5,6 @@
 //! default), `--check-config`, `explain`, or the `setup` wizard. Loading,
 //! serving and everything else live in the library (`lib.rs`).
 
-
 use std::process::ExitCode;
 
 use clap::Parser;

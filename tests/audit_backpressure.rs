@@ -50,9 +50,16 @@ fn requests_complete_and_drops_are_counted_while_the_audit_writer_is_stalled() {
 
     let metrics = proxy.scrape("/metrics");
     let dropped = metrics.value("docker_proxy_audit_dropped_total", &[]);
-    assert!(dropped > 0.0, "no audit record was dropped:\n{}", metrics.text);
+    assert!(
+        dropped > 0.0,
+        "no audit record was dropped:\n{}",
+        metrics.text
+    );
     let denied = metrics.value("docker_proxy_requests_denied_total", &[]);
     assert_eq!(denied, total as f64);
     let stderr = proxy.stderr();
-    assert!(stderr.contains("audit events dropped"), "no drop warning:\n{stderr}");
+    assert!(
+        stderr.contains("audit events dropped"),
+        "no drop warning:\n{stderr}"
+    );
 }

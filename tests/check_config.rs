@@ -449,9 +449,19 @@ fn explain_refuses_what_the_proxy_refuses_before_rules() {
 fn explain_without_credentials_refuses_like_the_proxy_when_auth_is_required() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
-    std::fs::write(&config, "auth:\n  tokens:\n    - {token: t0ken-value, role: admin}\n").unwrap();
+    std::fs::write(
+        &config,
+        "auth:\n  tokens:\n    - {token: t0ken-value, role: admin}\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_docker-api-proxy"))
-        .args(["explain", "--config", config.to_str().unwrap(), "GET", "/v1.41/containers/json"])
+        .args([
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "GET",
+            "/v1.41/containers/json",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -462,12 +472,22 @@ fn explain_without_credentials_refuses_like_the_proxy_when_auth_is_required() {
 
     std::fs::write(&config, "global: {port: 2399}\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_docker-api-proxy"))
-        .args(["explain", "--config", config.to_str().unwrap(), "GET", "/_ping"])
+        .args([
+            "explain",
+            "--config",
+            config.to_str().unwrap(),
+            "GET",
+            "/_ping",
+        ])
         .env_remove("DOCKER_PROXY_SECRET")
         .current_dir(dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "fail-closed config allowed: {stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "fail-closed config allowed: {stdout}"
+    );
     assert!(stdout.contains("not configured"), "{stdout}");
 }

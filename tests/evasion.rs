@@ -26,7 +26,8 @@ const PRIVILEGED: &str = "privileged containers are not allowed on CI runners";
 const HOST_MOUNTS: &str = "mounting host paths is not allowed on CI runners";
 const BIND_VOLUMES: &str = "volumes with driver mount options are not allowed on CI runners";
 const CAPABILITIES: &str = "adding this capability is not allowed on CI runners";
-const NAMESPACES: &str = "sharing the host's or another container's namespaces is not allowed on CI runners";
+const NAMESPACES: &str =
+    "sharing the host's or another container's namespaces is not allowed on CI runners";
 const DEVICES: &str = "host devices are not available to CI jobs";
 const TOP_LEVEL: &str = "container create bodies must carry host settings under HostConfig";
 const LEGACY_API: &str = "API versions before 1.24 are not accepted on CI runners";

@@ -10,7 +10,9 @@ use docker_api_proxy::http::target::canonicalize;
 use docker_api_proxy::policy::JsonBody;
 
 fn seeds(kind: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(kind);
     let mut out: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
@@ -69,14 +71,23 @@ fn target_seeds_never_canonicalise_to_unclean_paths() {
 
 #[test]
 fn body_seeds_parse_or_fail_cleanly() {
-    let results: Vec<bool> = seeds("body").iter().map(|s| JsonBody::parse(s).is_ok()).collect();
+    let results: Vec<bool> = seeds("body")
+        .iter()
+        .map(|s| JsonBody::parse(s).is_ok())
+        .collect();
     // The seeds hold one accepted create body and one ambiguous body.
-    assert!(results.contains(&true) && results.contains(&false), "{results:?}");
+    assert!(
+        results.contains(&true) && results.contains(&false),
+        "{results:?}"
+    );
 }
 
 #[test]
 fn config_seeds_load_or_report_located_errors() {
-    let env = |name: &str| name.starts_with("DOCKER_PROXY_").then(|| "t0ken".to_string());
+    let env = |name: &str| {
+        name.starts_with("DOCKER_PROXY_")
+            .then(|| "t0ken".to_string())
+    };
     for seed in seeds("config") {
         let text = String::from_utf8_lossy(&seed);
         if let Err(errors) = load_from_str(&text, &env, &Overrides::default()) {

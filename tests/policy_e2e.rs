@@ -260,7 +260,8 @@ fn refuses_capability_escalation_in_any_spelling() {
 fn refuses_host_namespaces() {
     require_engine!();
     let setup = Setup::example();
-    let message = "sharing the host's or another container's namespaces is not allowed on CI runners";
+    let message =
+        "sharing the host's or another container's namespaces is not allowed on CI runners";
     assert_all_refused(
         &setup,
         &[
@@ -662,7 +663,14 @@ fn refuses_volumes_with_any_driver_mount_options() {
     let message = "volumes with driver mount options are not allowed on CI runners";
     for opts in [
         &["--opt", "type=proc", "--opt", "device=proc"][..],
-        &["--opt", "type=overlay", "--opt", "device=overlay", "--opt", "o=lowerdir=/etc:/usr"],
+        &[
+            "--opt",
+            "type=overlay",
+            "--opt",
+            "device=overlay",
+            "--opt",
+            "o=lowerdir=/etc:/usr",
+        ],
         &["--opt", "type=sysfs", "--opt", "device=sysfs"],
     ] {
         let name = unique_name("vol");
@@ -676,14 +684,19 @@ fn refuses_volumes_with_any_driver_mount_options() {
     }
     assert_run_refused(
         &setup,
-        &["--mount", "type=volume,dst=/hp,volume-opt=type=proc,volume-opt=device=proc"],
+        &[
+            "--mount",
+            "type=volume,dst=/hp,volume-opt=type=proc,volume-opt=device=proc",
+        ],
         "mounting host paths is not allowed on CI runners",
     )
     .unwrap();
 
     // A plain named volume still works.
     let name = unique_name("vol");
-    setup.ci(&["volume", "create", &name]).assert_success("plain volume create");
+    setup
+        .ci(&["volume", "create", &name])
+        .assert_success("plain volume create");
     Cli::docker_direct().args(&["volume", "rm", &name]).run();
 }
 
@@ -707,7 +720,10 @@ fn refuses_unmasked_proc_paths_sent_directly() {
         );
         let response = setup.proxy.request(request.as_bytes());
         assert_eq!(response.status, 403, "{field}: {}", response.text());
-        assert!(engine_container(&guard.name).is_none(), "{field}: container created");
+        assert!(
+            engine_container(&guard.name).is_none(),
+            "{field}: container created"
+        );
     }
     assert_run_refused(
         &setup,
@@ -724,12 +740,25 @@ fn refuses_joining_another_containers_pid_or_ipc_namespace() {
     let setup = Setup::example();
     let target = ContainerGuard::new("target");
     Cli::docker_direct()
-        .args(&["run", "-d", "--name", &target.name, "--label", TEST_LABEL, IMAGE, "sleep", "30"])
+        .args(&[
+            "run",
+            "-d",
+            "--name",
+            &target.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "sleep",
+            "30",
+        ])
         .run()
         .assert_success("start the target container");
     let message = "sharing the host's or another container's namespaces is not allowed";
     let pid = format!("container:{}", target.name);
-    assert_all_refused(&setup, &[(&["--pid", &pid], message), (&["--ipc", &pid], message)]);
+    assert_all_refused(
+        &setup,
+        &[(&["--pid", &pid], message), (&["--ipc", &pid], message)],
+    );
 }
 
 /// `docker commit` copies a container's environment into the image
@@ -742,15 +771,34 @@ fn image_inspect_redacts_environment_committed_from_a_container() {
     let image = format!("{}:latest", unique_name("committed"));
     Cli::docker_direct()
         .args(&[
-            "run", "-d", "--name", &source.name, "--label", TEST_LABEL, "-e",
-            "SECRET=hunter2-committed", IMAGE, "sleep", "30",
+            "run",
+            "-d",
+            "--name",
+            &source.name,
+            "--label",
+            TEST_LABEL,
+            "-e",
+            "SECRET=hunter2-committed",
+            IMAGE,
+            "sleep",
+            "30",
         ])
         .run()
         .assert_success("start the source container");
-    setup.ci(&["commit", &source.name, &image]).assert_success("docker commit");
+    setup
+        .ci(&["commit", &source.name, &image])
+        .assert_success("docker commit");
     let out = setup.ci(&["image", "inspect", &image]);
     Cli::docker_direct().args(&["rmi", "-f", &image]).run();
     assert!(out.success(), "image inspect failed: {}", out.stderr);
-    assert!(!out.stdout.contains("hunter2-committed"), "secret shown:\n{}", out.stdout);
-    assert!(out.stdout.contains("***REDACTED***"), "no marker:\n{}", out.stdout);
+    assert!(
+        !out.stdout.contains("hunter2-committed"),
+        "secret shown:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("***REDACTED***"),
+        "no marker:\n{}",
+        out.stdout
+    );
 }

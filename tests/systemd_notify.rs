@@ -14,7 +14,9 @@ fn wait_message(socket: &UnixDatagram, needle: &str, seen: &mut Vec<String>) -> 
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 4096];
     while Instant::now() < deadline {
-        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         if let Ok(n) = socket.recv(&mut buf) {
             let message = String::from_utf8_lossy(&buf[..n]).into_owned();
             seen.push(message.clone());
@@ -45,5 +47,8 @@ fn reports_ready_reloading_and_stopping_to_systemd() {
 
     proxy.signal(libc::SIGTERM);
     wait_message(&notify, "STOPPING=1", &mut seen);
-    assert!(proxy.wait_exit(Duration::from_secs(12)).is_some(), "proxy did not exit");
+    assert!(
+        proxy.wait_exit(Duration::from_secs(12)).is_some(),
+        "proxy did not exit"
+    );
 }

@@ -60,7 +60,9 @@ impl Record {
         let format = time::macros::format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
         );
-        time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
+        time::OffsetDateTime::now_utc()
+            .format(&format)
+            .unwrap_or_default()
     }
 }
 
@@ -84,7 +86,12 @@ pub struct AuditLog {
 impl AuditLog {
     /// An audit log that records nothing (no `global.audit_log`).
     pub fn disabled(metrics: Arc<Metrics>) -> Self {
-        AuditLog { sender: None, metrics, last_warning: Arc::default(), started: Instant::now() }
+        AuditLog {
+            sender: None,
+            metrics,
+            last_warning: Arc::default(),
+            started: Instant::now(),
+        }
     }
 
     /// Opens `path` (creating it with mode 0600) and starts the writer.
@@ -141,7 +148,10 @@ impl AuditLog {
                 .is_ok()
         {
             let total = self.metrics.audit_dropped.load(Ordering::Relaxed);
-            tracing::warn!(dropped_total = total, "audit writer is behind; audit events dropped");
+            tracing::warn!(
+                dropped_total = total,
+                "audit writer is behind; audit events dropped"
+            );
         }
     }
 
@@ -149,7 +159,9 @@ impl AuditLog {
     fn stall(&self) -> Sender<()> {
         let (release, wait) = bounded(0);
         if let Some(sender) = &self.sender {
-            sender.send(Command::Stall(wait)).expect("audit writer running");
+            sender
+                .send(Command::Stall(wait))
+                .expect("audit writer running");
             // Wait until the writer has taken the stall command.
             while !sender.is_empty() {
                 std::thread::sleep(Duration::from_millis(1));
@@ -162,13 +174,20 @@ impl AuditLog {
 /// Opens for appending, creating the file (0600) and, if missing, its
 /// directory (0700).
 fn open_append(path: &Path) -> std::io::Result<File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
     }
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn write_loop(path: PathBuf, file: File, receiver: Receiver<Command>) {
@@ -185,7 +204,9 @@ fn write_loop(path: PathBuf, file: File, receiver: Receiver<Command>) {
         match command {
             Command::Write(record) => {
                 if let Ok(line) = serde_json::to_string(&record) {
-                    let written = out.write_all(line.as_bytes()).and_then(|_| out.write_all(b"\n"));
+                    let written = out
+                        .write_all(line.as_bytes())
+                        .and_then(|_| out.write_all(b"\n"));
                     if let Err(error) = written {
                         tracing::error!(%error, path = %path.display(), "cannot write audit log");
                     }
@@ -278,7 +299,10 @@ mod tests {
         for _ in 0..100 {
             log.record(sample(Event::Deny));
         }
-        assert!(started.elapsed() < Duration::from_secs(2), "record() must never wait");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "record() must never wait"
+        );
         assert!(metrics.audit_dropped.load(Ordering::Relaxed) >= 90);
         drop(release);
         let lines = wait_for_lines(&path, 4);

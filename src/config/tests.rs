@@ -582,7 +582,10 @@ fn example_denies_bind_backed_volumes() {
             r#"{"Name": "v", "DriverOpts": {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}}"#,
             true,
         ),
-        (r#"{"Name": "v", "DriverOpts": {"type": "proc", "device": "proc"}}"#, true),
+        (
+            r#"{"Name": "v", "DriverOpts": {"type": "proc", "device": "proc"}}"#,
+            true,
+        ),
         (r#"{"Name": "v", "DriverOpts": {}}"#, false),
         (r#"{"Name": "v"}"#, false),
     ] {
@@ -899,7 +902,10 @@ fn example_denies_api_versions_before_1_24() {
     };
     // dockerd compares each dot-separated part as a number.
     for old in ["1.23", "1.12", "1.2", "1.023", "01.23.0", "1.23.9", "1.0"] {
-        assert!(matches!(verdict(old), Verdict::Deny { status: 400, .. }), "{old}");
+        assert!(
+            matches!(verdict(old), Verdict::Deny { status: 400, .. }),
+            "{old}"
+        );
     }
     for current in ["", "1.24", "1.41", "1.41.0", "1.024", "1.100", "2.0"] {
         assert_eq!(verdict(current), Verdict::Allow, "{current}");

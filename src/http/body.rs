@@ -24,7 +24,12 @@ impl BodyTracker {
             Framing::Length(n) => (n, n == 0),
             Framing::Chunked | Framing::UntilClose => (0, false),
         };
-        BodyTracker { framing, remaining, scanner: ChunkedScanner::new(), done }
+        BodyTracker {
+            framing,
+            remaining,
+            scanner: ChunkedScanner::new(),
+            done,
+        }
     }
 
     /// The whole body has gone by.

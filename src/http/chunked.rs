@@ -14,15 +14,26 @@ const MAX_TRAILERS: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { digits: usize, value: u64 },
+    Size {
+        digits: usize,
+        value: u64,
+    },
     /// Whitespace after the size: only more of it, `;` or CR may follow.
-    SizeSpace { value: u64 },
+    SizeSpace {
+        value: u64,
+    },
     /// After the size: extensions up to CR.
-    Extension { value: u64 },
+    Extension {
+        value: u64,
+    },
     /// CR seen after a size line; LF must follow.
-    SizeLf { value: u64 },
+    SizeLf {
+        value: u64,
+    },
     /// Inside chunk data.
-    Data { remaining: u64 },
+    Data {
+        remaining: u64,
+    },
     /// Chunk data done; CR must follow.
     DataCr,
     /// CR after data seen; LF must follow.
@@ -32,7 +43,9 @@ enum State {
     /// Inside a trailer field line.
     TrailerLine,
     /// CR inside a trailer line seen; LF must follow.
-    TrailerLf { empty: bool },
+    TrailerLf {
+        empty: bool,
+    },
     Done,
 }
 
@@ -46,7 +59,14 @@ pub struct ChunkedScanner {
 
 impl Default for ChunkedScanner {
     fn default() -> Self {
-        ChunkedScanner { state: State::Size { digits: 0, value: 0 }, line: 0, trailers: 0 }
+        ChunkedScanner {
+            state: State::Size {
+                digits: 0,
+                value: 0,
+            },
+            line: 0,
+            trailers: 0,
+        }
     }
 }
 
@@ -77,7 +97,11 @@ impl ChunkedScanner {
                 }
                 i += take;
                 let remaining = remaining - take as u64;
-                self.state = if remaining == 0 { State::DataCr } else { State::Data { remaining } };
+                self.state = if remaining == 0 {
+                    State::DataCr
+                } else {
+                    State::Data { remaining }
+                };
                 continue;
             }
             if self.state == State::Done {
@@ -98,7 +122,10 @@ impl ChunkedScanner {
                         if digits >= 16 {
                             return Err(bad("chunk size too large"));
                         }
-                        State::Size { digits: digits + 1, value: value << 4 | d as u64 }
+                        State::Size {
+                            digits: digits + 1,
+                            value: value << 4 | d as u64,
+                        }
                     }
                     None if digits == 0 => return Err(bad("chunk size missing")),
                     None => match byte {
@@ -123,7 +150,9 @@ impl ChunkedScanner {
                 match byte {
                     b'\r' => State::SizeLf { value },
                     b'\n' => return Err(bad("bare LF in chunk size line")),
-                    0..=8 | 11..=31 | 127 => return Err(bad("control character in chunk extension")),
+                    0..=8 | 11..=31 | 127 => {
+                        return Err(bad("control character in chunk extension"))
+                    }
                     _ => State::Extension { value },
                 }
             }
@@ -144,7 +173,10 @@ impl ChunkedScanner {
                 _ => return Err(bad("chunk data longer than its size")),
             },
             State::DataLf => match byte {
-                b'\n' => State::Size { digits: 0, value: 0 },
+                b'\n' => State::Size {
+                    digits: 0,
+                    value: 0,
+                },
                 _ => return Err(bad("chunk data not ended by CRLF")),
             },
             State::TrailerStart => {

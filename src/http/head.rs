@@ -48,10 +48,16 @@ impl Spans {
             .map(|h| {
                 let name = h.name.as_ptr() as usize - base;
                 let value = h.value.as_ptr() as usize - base;
-                HeaderSpan { name: name..name + h.name.len(), value: value..value + h.value.len() }
+                HeaderSpan {
+                    name: name..name + h.name.len(),
+                    value: value..value + h.value.len(),
+                }
             })
             .collect();
-        Spans { bytes: buf[..len].to_vec(), headers: spans }
+        Spans {
+            bytes: buf[..len].to_vec(),
+            headers: spans,
+        }
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
@@ -63,7 +69,9 @@ impl Spans {
     }
 
     fn get_all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 
@@ -194,7 +202,9 @@ fn request_framing(spans: &Spans) -> Result<Framing, ParseError> {
     }
     if seen_te {
         if codings != 1 || !chunked {
-            return Err(ParseError::UnsupportedTransferCoding("chunked, chunked".into()));
+            return Err(ParseError::UnsupportedTransferCoding(
+                "chunked, chunked".into(),
+            ));
         }
         return Ok(Framing::Chunked);
     }
@@ -335,7 +345,10 @@ impl ResponseHead {
         }
         let mut chunked = false;
         for value in self.spans.get_all("transfer-encoding") {
-            let last = value.split(|&b| b == b',').map(trim).rfind(|c| !c.is_empty());
+            let last = value
+                .split(|&b| b == b',')
+                .map(trim)
+                .rfind(|c| !c.is_empty());
             chunked = last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
             if !chunked {
                 return Ok(Framing::UntilClose);
@@ -370,7 +383,11 @@ pub fn parse_response(buf: &[u8], max_head: usize) -> Result<Option<ResponseHead
     let status = response.code.unwrap_or(0);
     let minor_version = response.version.unwrap_or(1);
     let reason = response.reason.unwrap_or("");
-    let reason_at = if reason.is_empty() { 0 } else { reason.as_ptr() as usize - buf.as_ptr() as usize };
+    let reason_at = if reason.is_empty() {
+        0
+    } else {
+        reason.as_ptr() as usize - buf.as_ptr() as usize
+    };
     let spans = Spans::capture(buf, len, response.headers);
     let connection = connection_tokens(&spans);
     let keep_alive = match minor_version {
@@ -387,8 +404,14 @@ pub fn parse_response(buf: &[u8], max_head: usize) -> Result<Option<ResponseHead
 }
 
 pub(crate) fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 
@@ -406,7 +429,9 @@ mod tests {
 
     #[test]
     fn parses_a_simple_get() {
-        let head = parse("GET /v1.41/_ping HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        let head = parse("GET /v1.41/_ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(head.method(), "GET");
         assert_eq!(head.target(), b"/v1.41/_ping");
         assert_eq!(head.framing, Framing::Empty);
@@ -428,9 +453,15 @@ mod tests {
     #[test]
     fn refuses_conflicting_content_lengths() {
         let raw = "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
-        assert_eq!(parse(raw).unwrap_err(), ParseError::ConflictingContentLength);
+        assert_eq!(
+            parse(raw).unwrap_err(),
+            ParseError::ConflictingContentLength
+        );
         let raw = "POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n";
-        assert_eq!(parse(raw).unwrap_err(), ParseError::ConflictingContentLength);
+        assert_eq!(
+            parse(raw).unwrap_err(),
+            ParseError::ConflictingContentLength
+        );
     }
 
     #[test]
@@ -443,21 +474,34 @@ mod tests {
     fn refuses_non_numeric_content_length() {
         for value in ["+5", "-1", "5x", "0x10", ""] {
             let raw = format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n");
-            assert!(matches!(parse(&raw), Err(ParseError::BadContentLength(_))), "{value}");
+            assert!(
+                matches!(parse(&raw), Err(ParseError::BadContentLength(_))),
+                "{value}"
+            );
         }
     }
 
     #[test]
     fn refuses_transfer_codings_other_than_chunked() {
-        for value in ["gzip", "gzip, chunked", "chunked, chunked", "identity", "chunked;x"] {
+        for value in [
+            "gzip",
+            "gzip, chunked",
+            "chunked, chunked",
+            "identity",
+            "chunked;x",
+        ] {
             let raw = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n");
             assert!(
                 matches!(parse(&raw), Err(ParseError::UnsupportedTransferCoding(_))),
                 "{value}"
             );
         }
-        let raw = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(parse(raw), Err(ParseError::UnsupportedTransferCoding(_))));
+        let raw =
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(
+            parse(raw),
+            Err(ParseError::UnsupportedTransferCoding(_))
+        ));
     }
 
     #[test]
@@ -474,13 +518,19 @@ mod tests {
 
     #[test]
     fn refuses_other_http_versions() {
-        assert_eq!(parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(), ParseError::Version);
+        assert_eq!(
+            parse("GET / HTTP/2.0\r\n\r\n").unwrap_err(),
+            ParseError::Version
+        );
     }
 
     #[test]
     fn refuses_heads_over_the_limit() {
         let long = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n", "a".repeat(200));
-        assert_eq!(parse_request(long.as_bytes(), 100).unwrap_err(), ParseError::HeadTooLarge);
+        assert_eq!(
+            parse_request(long.as_bytes(), 100).unwrap_err(),
+            ParseError::HeadTooLarge
+        );
     }
 
     #[test]
@@ -497,13 +547,18 @@ mod tests {
     fn reads_connection_semantics() {
         let head = parse("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!head.keep_alive);
-        let head = parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap();
-        assert!(!head.keep_alive);
-        let head = parse("POST /exec/x/start HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+        let head = parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
             .unwrap()
             .unwrap();
+        assert!(!head.keep_alive);
+        let head =
+            parse("POST /exec/x/start HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+                .unwrap()
+                .unwrap();
         assert!(head.upgrade);
-        let head = parse("POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n").unwrap().unwrap();
+        let head = parse("POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(head.expect_continue);
     }
 

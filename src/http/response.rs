@@ -30,7 +30,14 @@ pub fn reason(status: u16) -> &'static str {
 pub fn json_error(status: u16, message: &str, extra: &[(&str, String)], close: bool) -> Vec<u8> {
     let body = serde_json::json!({ "message": message }).to_string();
     let mut out = Vec::with_capacity(160 + body.len());
-    write_head(&mut out, status, "application/json", body.len(), extra, close);
+    write_head(
+        &mut out,
+        status,
+        "application/json",
+        body.len(),
+        extra,
+        close,
+    );
     out.extend_from_slice(body.as_bytes());
     out
 }
@@ -72,7 +79,12 @@ mod tests {
 
     #[test]
     fn error_body_is_json_message() {
-        let bytes = json_error(403, "denied by rule \"x\"", &[("Retry-After", "3".into())], true);
+        let bytes = json_error(
+            403,
+            "denied by rule \"x\"",
+            &[("Retry-After", "3".into())],
+            true,
+        );
         let text = String::from_utf8(bytes).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 403 Forbidden\r\n"));

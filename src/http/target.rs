@@ -77,7 +77,11 @@ pub fn canonicalize(raw: &[u8]) -> Result<Target, TargetError> {
     }
     let query = check_query(raw_query)?;
     let path = if path.is_empty() { "/" } else { path };
-    Ok(Target { path: path.to_owned(), api_version: api_version.to_owned(), query })
+    Ok(Target {
+        path: path.to_owned(),
+        api_version: api_version.to_owned(),
+        query,
+    })
 }
 
 /// Decodes `%XX` once, refusing anything the engine could read differently.
@@ -147,7 +151,9 @@ fn split_version(path: &str) -> (&str, &str) {
     let Some(rest) = path.strip_prefix("/v") else {
         return ("", path);
     };
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
     if end == 0 || !rest[end..].starts_with('/') {
         return ("", path);
     }
@@ -198,9 +204,18 @@ mod tests {
 
     #[test]
     fn strips_one_version_prefix() {
-        assert_eq!(path_of("/v1.41/containers/json"), ("1.41".into(), "/containers/json".into()));
-        assert_eq!(path_of("/containers/json"), ("".into(), "/containers/json".into()));
-        assert_eq!(path_of("/v1.41.0/containers/json"), ("1.41.0".into(), "/containers/json".into()));
+        assert_eq!(
+            path_of("/v1.41/containers/json"),
+            ("1.41".into(), "/containers/json".into())
+        );
+        assert_eq!(
+            path_of("/containers/json"),
+            ("".into(), "/containers/json".into())
+        );
+        assert_eq!(
+            path_of("/v1.41.0/containers/json"),
+            ("1.41.0".into(), "/containers/json".into())
+        );
         assert_eq!(path_of("/v1/_ping"), ("1".into(), "/_ping".into()));
     }
 
@@ -219,13 +234,20 @@ mod tests {
 
     #[test]
     fn refuses_double_encoding() {
-        assert_eq!(canonicalize(b"/containers/%2563reate"), Err(TargetError::DoubleEncoding));
+        assert_eq!(
+            canonicalize(b"/containers/%2563reate"),
+            Err(TargetError::DoubleEncoding)
+        );
     }
 
     #[test]
     fn refuses_invalid_escapes() {
         for raw in ["/containers/%zz", "/containers/%4", "/a%"] {
-            assert_eq!(canonicalize(raw.as_bytes()), Err(TargetError::InvalidEscape), "{raw}");
+            assert_eq!(
+                canonicalize(raw.as_bytes()),
+                Err(TargetError::InvalidEscape),
+                "{raw}"
+            );
         }
     }
 
@@ -239,16 +261,34 @@ mod tests {
 
     #[test]
     fn refuses_backslash_raw_and_encoded() {
-        assert_eq!(canonicalize(b"/containers\\create"), Err(TargetError::Backslash));
-        assert_eq!(canonicalize(b"/containers%5Ccreate"), Err(TargetError::Backslash));
+        assert_eq!(
+            canonicalize(b"/containers\\create"),
+            Err(TargetError::Backslash)
+        );
+        assert_eq!(
+            canonicalize(b"/containers%5Ccreate"),
+            Err(TargetError::Backslash)
+        );
     }
 
     #[test]
     fn refuses_empty_segments() {
-        for raw in ["//containers/create", "/containers//create", "/v1.41//containers", "//"] {
-            assert_eq!(canonicalize(raw.as_bytes()), Err(TargetError::EmptySegment), "{raw}");
+        for raw in [
+            "//containers/create",
+            "/containers//create",
+            "/v1.41//containers",
+            "//",
+        ] {
+            assert_eq!(
+                canonicalize(raw.as_bytes()),
+                Err(TargetError::EmptySegment),
+                "{raw}"
+            );
         }
-        assert_eq!(canonicalize(b"/containers%2F%2Fcreate"), Err(TargetError::EmptySegment));
+        assert_eq!(
+            canonicalize(b"/containers%2F%2Fcreate"),
+            Err(TargetError::EmptySegment)
+        );
     }
 
     #[test]
@@ -260,27 +300,48 @@ mod tests {
             "/containers/%2E/json",
             "/v1.41/..",
         ] {
-            assert_eq!(canonicalize(raw.as_bytes()), Err(TargetError::DotSegment), "{raw}");
+            assert_eq!(
+                canonicalize(raw.as_bytes()),
+                Err(TargetError::DotSegment),
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn refuses_second_version_prefix() {
-        for raw in ["/v1.41/v1.41/containers/json", "/v1.41/v1.40", "/v1/v2/_ping"] {
-            assert_eq!(canonicalize(raw.as_bytes()), Err(TargetError::SecondVersionPrefix), "{raw}");
+        for raw in [
+            "/v1.41/v1.41/containers/json",
+            "/v1.41/v1.40",
+            "/v1/v2/_ping",
+        ] {
+            assert_eq!(
+                canonicalize(raw.as_bytes()),
+                Err(TargetError::SecondVersionPrefix),
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn refuses_non_origin_form() {
         assert_eq!(canonicalize(b"*"), Err(TargetError::NotOriginForm));
-        assert_eq!(canonicalize(b"http://x/containers/json"), Err(TargetError::NotOriginForm));
+        assert_eq!(
+            canonicalize(b"http://x/containers/json"),
+            Err(TargetError::NotOriginForm)
+        );
     }
 
     #[test]
     fn refuses_query_the_engine_would_read_differently() {
-        assert_eq!(canonicalize(b"/containers/json?all=1;x=2"), Err(TargetError::QuerySemicolon));
-        assert_eq!(canonicalize(b"/containers/json?all=%zz"), Err(TargetError::QueryInvalidEscape));
+        assert_eq!(
+            canonicalize(b"/containers/json?all=1;x=2"),
+            Err(TargetError::QuerySemicolon)
+        );
+        assert_eq!(
+            canonicalize(b"/containers/json?all=%zz"),
+            Err(TargetError::QueryInvalidEscape)
+        );
     }
 
     #[test]

@@ -164,7 +164,9 @@ impl Policy {
 
         if rule.dry_run {
             if refusal.is_some() {
-                decision.dry_run_hits.push((rule.name.clone(), rule.action.name(), rule.status));
+                decision
+                    .dry_run_hits
+                    .push((rule.name.clone(), rule.action.name(), rule.status));
                 note(trace, rule, "match: would refuse (dry_run), continuing");
             } else {
                 note(trace, rule, "match: would pass (dry_run), continuing");

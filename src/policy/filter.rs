@@ -107,7 +107,11 @@ impl ResponseFilter {
             .entries
             .iter()
             .enumerate()
-            .map(|(order, e)| Path { order, rest: &e.segments, action: &e.action })
+            .map(|(order, e)| Path {
+                order,
+                rest: &e.segments,
+                action: &e.action,
+            })
             .collect();
         filter_raw(doc, &paths, out)
     }
@@ -122,7 +126,11 @@ struct Path<'a> {
     action: &'a FilterAction,
 }
 
-fn filter_raw(raw: &RawValue, paths: &[Path<'_>], out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+fn filter_raw(
+    raw: &RawValue,
+    paths: &[Path<'_>],
+    out: &mut Vec<u8>,
+) -> Result<(), serde_json::Error> {
     let text = raw.get();
     if paths.is_empty() {
         out.extend_from_slice(text.as_bytes());
@@ -173,8 +181,13 @@ fn filter_raw(raw: &RawValue, paths: &[Path<'_>], out: &mut Vec<u8>) -> Result<(
                         }
                     }
                 } else {
-                    let deeper: Vec<Path<'_>> =
-                        touching.iter().map(|p| Path { rest: &p.rest[1..], ..*p }).collect();
+                    let deeper: Vec<Path<'_>> = touching
+                        .iter()
+                        .map(|p| Path {
+                            rest: &p.rest[1..],
+                            ..*p
+                        })
+                        .collect();
                     filter_raw(value, &deeper, &mut piece)?;
                 }
                 first = false;
@@ -353,7 +366,10 @@ mod tests {
         let entry_sets = vec![
             vec![FilterEntry::new("Config.Env", FilterAction::Redact)],
             vec![FilterEntry::new("Labels.*", FilterAction::Remove)],
-            vec![FilterEntry::new("*.Env", FilterAction::Replace(json!("hidden")))],
+            vec![FilterEntry::new(
+                "*.Env",
+                FilterAction::Replace(json!("hidden")),
+            )],
             vec![
                 FilterEntry::new("Config.Env", FilterAction::Redact),
                 FilterEntry::new("Config", FilterAction::Remove),
@@ -362,8 +378,14 @@ mod tests {
                 FilterEntry::new("Config", FilterAction::Replace(json!({"Env": ["new"]}))),
                 FilterEntry::new("Config.Env", FilterAction::Redact),
             ],
-            vec![FilterEntry::new("NetworkSettings.Networks.*.IPAddress", FilterAction::Redact)],
-            vec![FilterEntry::new("Env", FilterAction::Remove), FilterEntry::new("*", FilterAction::Redact)],
+            vec![FilterEntry::new(
+                "NetworkSettings.Networks.*.IPAddress",
+                FilterAction::Redact,
+            )],
+            vec![
+                FilterEntry::new("Env", FilterAction::Remove),
+                FilterEntry::new("*", FilterAction::Redact),
+            ],
         ];
         for entries in entry_sets {
             let f = filter(entries);

@@ -6,19 +6,17 @@
 
 use std::time::Instant;
 
-use monoio::io::AsyncReadRent;
-
 use std::sync::Arc;
 
 use super::conn::{read_body, BodyReadError, Client, ClientIo};
 use super::Worker;
 use crate::audit::{Event, Record};
-use crate::metrics::Mode;
-use crate::policy::{JsonBody, Request, ResponseFilter, Verdict};
 use crate::auth::{AuthOutcome, Identity};
 use crate::http::head::{Framing, RequestHead};
 use crate::http::response::{json_error, with_body};
 use crate::http::target;
+use crate::metrics::Mode;
+use crate::policy::{JsonBody, Request, ResponseFilter, Verdict};
 use crate::runtime::Snapshot;
 
 /// How the request body reaches the engine.
@@ -44,7 +42,10 @@ pub enum Admission {
     /// Write this response; close afterwards when `close`.
     Respond { response: Vec<u8>, close: bool },
     /// Forward the request.
-    Forward { body: BodyPlan, context: RequestContext },
+    Forward {
+        body: BodyPlan,
+        context: RequestContext,
+    },
     /// The client went away; nothing to answer.
     Close,
 }
@@ -53,7 +54,10 @@ fn refuse(status: u16, message: &str, head: &RequestHead) -> Admission {
     // A refused request's body was not read: the connection cannot be
     // reused unless there was none.
     let close = head.framing != Framing::Empty || !head.keep_alive;
-    Admission::Respond { response: json_error(status, message, &[], close), close }
+    Admission::Respond {
+        response: json_error(status, message, &[], close),
+        close,
+    }
 }
 
 pub async fn admit<S: ClientIo>(
@@ -61,13 +65,13 @@ pub async fn admit<S: ClientIo>(
     head: &RequestHead,
     snapshot: &Snapshot,
     worker: &Worker,
-) -> Admission
-where
-    S: AsyncReadRent,
-{
+) -> Admission {
     worker.count_request();
     if let Some(response) = local_endpoint(head, snapshot, worker) {
-        return Admission::Respond { response, close: !head.keep_alive };
+        return Admission::Respond {
+            response,
+            close: !head.keep_alive,
+        };
     }
     let target = match target::canonicalize(head.target()) {
         Ok(target) => target,
@@ -96,7 +100,12 @@ where
         client_ip: client.addr.ip(),
         role: identity.role.as_deref(),
     };
-    let event = AuditEvent { client_ip: client.addr.ip(), head, path: &target.path, identity: Some(&identity) };
+    let event = AuditEvent {
+        client_ip: client.addr.ip(),
+        head,
+        path: &target.path,
+        identity: Some(&identity),
+    };
 
     let mut plan = match head.framing {
         Framing::Empty | Framing::UntilClose => BodyPlan::Empty,
@@ -131,20 +140,38 @@ where
         plan = BodyPlan::Buffered(bytes);
     }
 
-    let decision = snapshot.policy.evaluate(&request, parsed.as_ref(), Instant::now());
+    let decision = snapshot
+        .policy
+        .evaluate(&request, parsed.as_ref(), Instant::now());
     for (rule, action, status) in &decision.dry_run_hits {
         worker.counters.dry_run();
         worker.counters.rule_decision(rule, Mode::DryRun);
         tracing::info!(policy.rule = %rule, client.addr = %client.addr, http.path = %target.path, "dry run: rule would refuse");
         let message = format!("dry run: rule \"{rule}\" would refuse this request");
-        event.record(snapshot, Event::DryRun, Some((rule, action)), *status, true, &message);
+        event.record(
+            snapshot,
+            Event::DryRun,
+            Some((rule, action)),
+            *status,
+            true,
+            &message,
+        );
     }
     match decision.verdict {
         Verdict::Allow => {
-            let context = RequestContext { filters: decision.filters };
-            Admission::Forward { body: plan, context }
+            let context = RequestContext {
+                filters: decision.filters,
+            };
+            Admission::Forward {
+                body: plan,
+                context,
+            }
         }
-        Verdict::Deny { status, message, retry_after } => {
+        Verdict::Deny {
+            status,
+            message,
+            retry_after,
+        } => {
             let rule = decision.rule.as_deref().unwrap_or("default_action");
             let action = decision.action.unwrap_or("default_action");
             if let Some(rule) = &decision.rule {
@@ -166,18 +193,33 @@ where
                 http.path = %target.path,
                 "denied by policy"
             );
-            event.record(snapshot, kind, Some((rule, action)), status, false, &message);
-            let extra: Vec<(&str, String)> =
-                retry_after.map(|s| ("Retry-After", s.to_string())).into_iter().collect();
+            event.record(
+                snapshot,
+                kind,
+                Some((rule, action)),
+                status,
+                false,
+                &message,
+            );
+            let extra: Vec<(&str, String)> = retry_after
+                .map(|s| ("Retry-After", s.to_string()))
+                .into_iter()
+                .collect();
             let unread = !matches!(plan, BodyPlan::Empty | BodyPlan::Buffered(_));
             let close = unread || !head.keep_alive;
-            Admission::Respond { response: json_error(status, &message, &extra, close), close }
+            Admission::Respond {
+                response: json_error(status, &message, &extra, close),
+                close,
+            }
         }
     }
 }
 
 fn respond_closing(status: u16, message: &str) -> Admission {
-    Admission::Respond { response: json_error(status, message, &[], true), close: true }
+    Admission::Respond {
+        response: json_error(status, message, &[], true),
+        close: true,
+    }
 }
 
 /// Authenticates the request; a refusal is counted and audited here.
@@ -190,8 +232,16 @@ fn authenticate<S>(
 ) -> Result<Identity, Admission> {
     let authorization = head.header("authorization");
     let peer_cert = client.peer_cert.as_deref();
-    let outcome = snapshot.auth.authenticate(client.addr.ip(), authorization, peer_cert, Instant::now());
-    let event = AuditEvent { client_ip: client.addr.ip(), head, path, identity: None };
+    let outcome =
+        snapshot
+            .auth
+            .authenticate(client.addr.ip(), authorization, peer_cert, Instant::now());
+    let event = AuditEvent {
+        client_ip: client.addr.ip(),
+        head,
+        path,
+        identity: None,
+    };
     match outcome {
         AuthOutcome::Ok(identity) => Ok(identity),
         AuthOutcome::Unauthorized(message) => {
@@ -203,7 +253,10 @@ fn authenticate<S>(
                 *response = json_error(
                     401,
                     message,
-                    &[("WWW-Authenticate", "Bearer realm=\"docker-api-proxy\"".into())],
+                    &[(
+                        "WWW-Authenticate",
+                        "Bearer realm=\"docker-api-proxy\"".into(),
+                    )],
                     *close,
                 );
             }
@@ -219,7 +272,10 @@ fn authenticate<S>(
             event.record(snapshot, Event::Lockout, None, 429, false, &message);
             let close = head.framing != Framing::Empty || !head.keep_alive;
             let extra = [("Retry-After", retry_after.to_string())];
-            Err(Admission::Respond { response: json_error(429, &message, &extra, close), close })
+            Err(Admission::Respond {
+                response: json_error(429, &message, &extra, close),
+                close,
+            })
         }
     }
 }
@@ -245,8 +301,10 @@ impl AuditEvent<'_> {
         if !snapshot.audit.is_enabled() {
             return;
         }
-        let user_agent =
-            self.head.header("user-agent").map(|v| String::from_utf8_lossy(v).into_owned());
+        let user_agent = self
+            .head
+            .header("user-agent")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         snapshot.audit.record(Record {
             timestamp: Record::now(),
             event,
@@ -254,8 +312,14 @@ impl AuditEvent<'_> {
             method: self.head.method().to_owned(),
             path: self.path.to_owned(),
             user_agent,
-            user_role: self.identity.and_then(|i| i.role.as_deref()).map(str::to_owned),
-            identity: self.identity.and_then(|i| i.name.as_deref()).map(str::to_owned),
+            user_role: self
+                .identity
+                .and_then(|i| i.role.as_deref())
+                .map(str::to_owned),
+            identity: self
+                .identity
+                .and_then(|i| i.name.as_deref())
+                .map(str::to_owned),
             rule_name: rule.map(|r| r.0.to_owned()),
             rule_action: rule.map(|r| r.1.to_owned()),
             status,
@@ -267,10 +331,13 @@ impl AuditEvent<'_> {
 
 /// `application/x-www-form-urlencoded`, in any case, with any parameters.
 fn is_form_body(head: &RequestHead) -> bool {
-    head.headers().filter(|(n, _)| n.eq_ignore_ascii_case("content-type")).any(|(_, v)| {
-        let media = v.split(|&b| b == b';').next().unwrap_or(b"");
-        crate::http::head::trim(media).eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
-    })
+    head.headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .any(|(_, v)| {
+            let media = v.split(|&b| b == b';').next().unwrap_or(b"");
+            crate::http::head::trim(media)
+                .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+        })
 }
 
 /// Health endpoints answered by the proxy itself.
@@ -286,7 +353,10 @@ fn local_endpoint(head: &RequestHead, snapshot: &Snapshot, worker: &Worker) -> O
     }
     let metrics = &snapshot.settings.metrics;
     if metrics.enabled && path == metrics.path.as_bytes() {
-        let text = worker.shared.metrics.render(worker.shared.open_connections());
+        let text = worker
+            .shared
+            .metrics
+            .render(worker.shared.open_connections());
         let content_type = "text/plain; version=0.0.4; charset=utf-8";
         return Some(with_body(200, content_type, text.as_bytes(), close));
     }
@@ -294,7 +364,12 @@ fn local_endpoint(head: &RequestHead, snapshot: &Snapshot, worker: &Worker) -> O
         return Some(if worker.shared.engine_ready() {
             with_body(200, "text/plain", b"ready\n", close)
         } else {
-            json_error(503, "the Docker Engine has not answered _ping recently", &[], close)
+            json_error(
+                503,
+                "the Docker Engine has not answered _ping recently",
+                &[],
+                close,
+            )
         });
     }
     None

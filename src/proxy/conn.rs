@@ -14,9 +14,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::UnixStream;
 
 use super::admit::{self, Admission, BodyPlan};
-use super::filter;
-use crate::policy::ResponseFilter;
 use super::copy::{copy_body, CopyError};
+use super::filter;
 use super::io::{read_append, write_all, COPY_BUF};
 use super::tunnel;
 use super::Worker;
@@ -25,6 +24,7 @@ use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{self, Framing, RequestHead, ResponseHead};
 use crate::http::response::json_error;
 use crate::http::ParseError;
+use crate::policy::ResponseFilter;
 use crate::runtime::Snapshot;
 
 /// What a client socket must be able to do.
@@ -175,7 +175,10 @@ async fn exchange<S: ClientIo>(
 ) -> Next {
     let admission = admit::admit(client, &head, snapshot, worker).await;
     let (plan, context) = match admission {
-        Admission::Respond { mut response, close } => {
+        Admission::Respond {
+            mut response,
+            close,
+        } => {
             if head.method() == "HEAD" {
                 // RFC 9110 9.3.2: same head as GET, no body.
                 if let Some(end) = memchr::memmem::find(&response, b"\r\n\r\n") {
@@ -195,7 +198,15 @@ async fn exchange<S: ClientIo>(
         Admission::Forward { body, context } => (body, context),
         Admission::Close => return Next::Close,
     };
-    forward(client, &head, plan, context.filters.as_deref(), snapshot, worker).await
+    forward(
+        client,
+        &head,
+        plan,
+        context.filters.as_deref(),
+        snapshot,
+        worker,
+    )
+    .await
 }
 
 /// Most unread request-body bytes discarded before closing after a refusal.
@@ -244,7 +255,14 @@ async fn forward<S: ClientIo>(
         let conn = match if attempt == 1 {
             worker.pool.checkout().await
         } else {
-            worker.pool.connect().await.map(|stream| crate::upstream::pool::Conn { stream, reused: false })
+            worker
+                .pool
+                .connect()
+                .await
+                .map(|stream| crate::upstream::pool::Conn {
+                    stream,
+                    reused: false,
+                })
         } {
             Ok(conn) => conn,
             Err(error) => {
@@ -308,8 +326,12 @@ async fn forward<S: ClientIo>(
         Ok(framing) => framing,
         Err(e) => {
             worker.count_upstream_error();
-            return respond_and_close(client, 502, &format!("invalid response from the engine: {e}"))
-                .await;
+            return respond_and_close(
+                client,
+                502,
+                &format!("invalid response from the engine: {e}"),
+            )
+            .await;
         }
     };
     if framing == Framing::UntilClose && is_raw_stream(&response) {
@@ -322,8 +344,10 @@ async fn forward<S: ClientIo>(
         return Next::Upgrade { upstream };
     }
     if let Some(filters) = filters.filter(|_| wants_filter(&response, framing)) {
-        return relay_filtered(client, upstream, head, &response, framing, leftover, filters, snapshot, worker)
-            .await;
+        return relay_filtered(
+            client, upstream, head, &response, framing, leftover, filters, snapshot, worker,
+        )
+        .await;
     }
     let close_client = !head.keep_alive || framing == Framing::UntilClose || worker.is_draining();
     let out = response_head_bytes(&response, false, close_client);
@@ -372,7 +396,18 @@ async fn relay_filtered<S: ClientIo>(
     let close_client = !head.keep_alive || !chunked || worker.is_draining();
     let out = filtered_head_bytes(response, chunked, close_client);
     let cap = snapshot.settings.limits.max_filter_document;
-    match filter::relay(client, &mut upstream, framing, out, leftover, filters, cap, chunked).await {
+    match filter::relay(
+        client,
+        &mut upstream,
+        framing,
+        out,
+        leftover,
+        filters,
+        cap,
+        chunked,
+    )
+    .await
+    {
         filter::Filtered::Complete { upstream_reusable } => {
             if upstream_reusable && response.keep_alive {
                 worker.pool.checkin(upstream);
@@ -459,9 +494,12 @@ async fn send_request<S: ClientIo>(
         }
         Err(CopyError::Read) => Err(SendError::Client),
         Err(CopyError::Write) => Err(SendError::Upstream),
-        Err(CopyError::Framing(error)) => {
-            Err(SendError::Refused(json_error(400, &error.to_string(), &[], true)))
-        }
+        Err(CopyError::Framing(error)) => Err(SendError::Refused(json_error(
+            400,
+            &error.to_string(),
+            &[],
+            true,
+        ))),
     }
 }
 
@@ -576,7 +614,10 @@ fn upstream_head(head: &RequestHead, body: &BodyPlan) -> Vec<u8> {
     }
     if head.upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
-        for value in head.headers().filter(|(n, _)| n.eq_ignore_ascii_case("upgrade")) {
+        for value in head
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+        {
             push_header(&mut out, b"Upgrade", value.1);
         }
     }
@@ -614,7 +655,10 @@ fn response_head_bytes(response: &ResponseHead, upgrade: bool, close: bool) -> V
     }
     if upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
-        for value in response.headers().filter(|(n, _)| n.eq_ignore_ascii_case("upgrade")) {
+        for value in response
+            .headers()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+        {
             push_header(&mut out, b"Upgrade", value.1);
         }
     } else if close {
@@ -645,7 +689,11 @@ fn is_raw_stream(response: &ResponseHead) -> bool {
         )
 }
 
-async fn respond_and_close<S: ClientIo>(client: &mut Client<S>, status: u16, message: &str) -> Next {
+async fn respond_and_close<S: ClientIo>(
+    client: &mut Client<S>,
+    status: u16,
+    message: &str,
+) -> Next {
     let _ = write_all(&mut client.io, json_error(status, message, &[], true)).await;
     Next::Close
 }
@@ -725,7 +773,6 @@ impl BodyPlan {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,7 +786,14 @@ mod tests {
         let head = head::parse_request(raw.as_bytes(), 65536).unwrap().unwrap();
         let out = String::from_utf8(upstream_head(&head, &BodyPlan::Length(2))).unwrap();
         assert!(out.starts_with("POST /v1.41/containers/create?name=x HTTP/1.1\r\n"));
-        for gone in ["Authorization", "X-Hop", "Keep-Alive", "TE:", "Connection", "Expect"] {
+        for gone in [
+            "Authorization",
+            "X-Hop",
+            "Keep-Alive",
+            "TE:",
+            "Connection",
+            "Expect",
+        ] {
             assert!(!out.contains(gone), "{gone} forwarded in {out}");
         }
         assert!(out.contains("Content-Type: application/json\r\n"));
@@ -752,7 +806,8 @@ mod tests {
         let raw = "POST /exec/1/start HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
                    Upgrade: tcp\r\nContent-Length: 2\r\n\r\n";
         let head = head::parse_request(raw.as_bytes(), 65536).unwrap().unwrap();
-        let out = String::from_utf8(upstream_head(&head, &BodyPlan::Buffered(b"{}".to_vec()))).unwrap();
+        let out =
+            String::from_utf8(upstream_head(&head, &BodyPlan::Buffered(b"{}".to_vec()))).unwrap();
         assert!(out.contains("Connection: Upgrade\r\n"));
         assert!(out.contains("Upgrade: tcp\r\n"));
         assert!(out.ends_with("Content-Length: 2\r\n\r\n"));
@@ -762,7 +817,9 @@ mod tests {
     fn response_head_marks_close_and_drops_hop_by_hop() {
         let raw = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nKeep-Alive: x\r\n\
                    Transfer-Encoding: chunked\r\n\r\n";
-        let response = head::parse_response(raw.as_bytes(), 65536).unwrap().unwrap();
+        let response = head::parse_response(raw.as_bytes(), 65536)
+            .unwrap()
+            .unwrap();
         let out = String::from_utf8(response_head_bytes(&response, false, true)).unwrap();
         assert!(out.contains("Transfer-Encoding: chunked\r\n"));
         assert!(!out.contains("Keep-Alive"));

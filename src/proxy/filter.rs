@@ -31,7 +31,9 @@ pub enum Filtered {
 /// Why filtering stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum FilterError {
-    #[error("a JSON document in the response is larger than limits.max_filter_document ({0} bytes)")]
+    #[error(
+        "a JSON document in the response is larger than limits.max_filter_document ({0} bytes)"
+    )]
     TooLarge(usize),
     #[error("the response is declared JSON but is not: {0}")]
     NotJson(String),
@@ -54,7 +56,13 @@ impl BodyReader {
             Framing::Empty => (0, true),
             _ => (0, false),
         };
-        BodyReader { framing, remaining, scanner: ChunkedScanner::new(), done, extra: false }
+        BodyReader {
+            framing,
+            remaining,
+            scanner: ChunkedScanner::new(),
+            done,
+            extra: false,
+        }
     }
 
     /// Appends the body bytes within `raw` to `out`.
@@ -99,7 +107,9 @@ pub fn take_documents(
                     if end - consumed > cap {
                         return Err(FilterError::TooLarge(cap));
                     }
-                    filter.apply_raw(doc, out).map_err(|e| FilterError::NotJson(e.to_string()))?;
+                    filter
+                        .apply_raw(doc, out)
+                        .map_err(|e| FilterError::NotJson(e.to_string()))?;
                     out.push(b'\n');
                     consumed = end;
                 }
@@ -114,7 +124,10 @@ pub fn take_documents(
     }
     pending.drain(..consumed);
     // Skip whitespace between documents so it does not count towards the cap.
-    let blank = pending.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    let blank = pending
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count();
     pending.drain(..blank);
     if pending.len() > cap {
         return Err(FilterError::TooLarge(cap));
@@ -192,7 +205,9 @@ pub async fn relay<S: ClientIo>(
             frame.clear();
         }
         if ended {
-            return Filtered::Complete { upstream_reusable: !reader.extra && framing != Framing::UntilClose };
+            return Filtered::Complete {
+                upstream_reusable: !reader.extra && framing != Framing::UntilClose,
+            };
         }
         raw.clear();
         let (result, buf) = read_append(upstream, raw, size.get()).await;
@@ -254,7 +269,13 @@ mod tests {
         let result = take_documents(&mut pending, true, 1 << 20, &redact_env(), &mut Vec::new());
         assert!(matches!(result, Err(FilterError::NotJson(_))));
         let mut truncated = b"{\"a\":".to_vec();
-        let result = take_documents(&mut truncated, true, 1 << 20, &redact_env(), &mut Vec::new());
+        let result = take_documents(
+            &mut truncated,
+            true,
+            1 << 20,
+            &redact_env(),
+            &mut Vec::new(),
+        );
         assert!(matches!(result, Err(FilterError::NotJson(_))));
     }
 

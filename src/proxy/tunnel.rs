@@ -73,7 +73,11 @@ enum Ended {
 /// its write side. Linux reports POLLHUP only when both directions are
 /// shut down.
 fn peer_closed(fd: RawFd) -> bool {
-    let mut poll = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
     // SAFETY: `poll` is a valid pollfd for one entry; a zero timeout never
     // blocks; `fd` is open (the tunnel's stream halves still own it).
     let ready = unsafe { libc::poll(&mut poll, 1, 0) };

@@ -23,20 +23,26 @@ use crate::upstream::pool::Pool;
 /// sharing its connections. Port 0 picks a free port for all workers.
 pub fn bind_all(bind: IpAddr, port: u16, workers: usize) -> io::Result<Vec<StdListener>> {
     let probe = new_socket(bind, false)?;
-    probe.bind(&SocketAddr::new(bind, port).into()).map_err(|e| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "{bind}:{port} is already in use by another process; stop it, or choose \
+    probe
+        .bind(&SocketAddr::new(bind, port).into())
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AddrInUse {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{bind}:{port} is already in use by another process; stop it, or choose \
                      another port with --port, DOCKER_PROXY_PORT or global.port"
-                ),
-            )
-        } else {
-            io::Error::new(e.kind(), format!("cannot bind {bind}:{port}: {e}"))
-        }
-    })?;
-    let port = probe.local_addr()?.as_socket().map(|a| a.port()).unwrap_or(port);
+                    ),
+                )
+            } else {
+                io::Error::new(e.kind(), format!("cannot bind {bind}:{port}: {e}"))
+            }
+        })?;
+    let port = probe
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.port())
+        .unwrap_or(port);
     drop(probe);
 
     let mut listeners = Vec::with_capacity(workers);
@@ -53,7 +59,11 @@ pub fn bind_all(bind: IpAddr, port: u16, workers: usize) -> io::Result<Vec<StdLi
 }
 
 fn new_socket(bind: IpAddr, reuse_port: bool) -> io::Result<Socket> {
-    let domain = if bind.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if bind.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(reuse_port)?;
@@ -72,7 +82,10 @@ pub async fn accept_loop(core: usize, shared: Arc<Shared>, listener: StdListener
             std::process::exit(1);
         }
     };
-    let pool = Pool::new(shared.socket.clone(), shared.snapshot.load().settings.limits.upstream_connect);
+    let pool = Pool::new(
+        shared.socket.clone(),
+        shared.snapshot.load().settings.limits.upstream_connect,
+    );
     let worker = Rc::new(Worker::new(core, shared.clone(), pool));
     monoio::spawn(close_idle_when_draining(worker.clone()));
     loop {
@@ -122,7 +135,13 @@ async fn start_connection(stream: monoio::net::TcpStream, addr: SocketAddr, work
     let snapshot = worker.snapshot();
     let Some(tls) = snapshot.tls.clone() else {
         drop(snapshot);
-        let client = Client { io: stream, buf: Vec::new(), addr, peer_cert: None, fd };
+        let client = Client {
+            io: stream,
+            buf: Vec::new(),
+            addr,
+            peer_cert: None,
+            fd,
+        };
         return serve(client, worker).await;
     };
     let timeout = snapshot.settings.limits.header_timeout;
@@ -143,7 +162,13 @@ async fn serve_tls(
     match monoio::time::timeout(timeout, crate::tls::accept(tls, stream)).await {
         Ok(Ok(accepted)) => {
             let peer_cert = accepted.peer_cert.map(|cert| cert.to_vec());
-            let client = Client { io: accepted.stream, buf: Vec::new(), addr, peer_cert, fd };
+            let client = Client {
+                io: accepted.stream,
+                buf: Vec::new(),
+                addr,
+                peer_cert,
+                fd,
+            };
             serve(client, worker).await;
         }
         Ok(Err(error)) => tracing::debug!(client.addr = %addr, %error, "tls handshake failed"),

@@ -119,7 +119,10 @@ impl Shared {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Loads the configuration, starts the workers and serves until a signal
@@ -203,13 +206,15 @@ fn log_auth_mode(mode: &AuthMode) {
 
 /// Sweeps idle rate-limit buckets and expired lockouts every 60 s.
 fn start_sweeper(shared: Arc<Shared>) {
-    let _ = std::thread::Builder::new().name("sweeper".into()).spawn(move || loop {
-        std::thread::sleep(Duration::from_secs(60));
-        let snapshot = shared.snapshot.load();
-        let now = std::time::Instant::now();
-        snapshot.policy.sweep(now);
-        snapshot.auth.sweep_lockouts(now);
-    });
+    let _ = std::thread::Builder::new()
+        .name("sweeper".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(60));
+            let snapshot = shared.snapshot.load();
+            let now = std::time::Instant::now();
+            snapshot.policy.sweep(now);
+            snapshot.auth.sweep_lockouts(now);
+        });
 }
 
 /// Which I/O driver the workers run on.
@@ -227,7 +232,9 @@ pub fn start_workers(
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut handles = Vec::new();
     for (core, listener) in listeners.into_iter().enumerate() {
         shared.register_listener(&listener)?;
@@ -286,7 +293,9 @@ fn ping_engine(socket: &SocketChoice) -> Result<(), String> {
     })?;
     let describe = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(describe)?;
-    stream.set_read_timeout(Some(Duration::from_secs(3))).map_err(describe)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(describe)?;
     stream
         .write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
         .map_err(describe)?;

@@ -61,7 +61,10 @@ pub fn reload(shared: &Shared) {
             tracing::info!(rules, "configuration reloaded");
         }
         Err(errors) => {
-            shared.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .metrics
+                .reloads_failed
+                .fetch_add(1, Ordering::Relaxed);
             for error in &errors {
                 tracing::error!(
                     location = %error.location,
@@ -84,16 +87,26 @@ fn warn_restart_needed(old: &Snapshot, new: &config::Settings) {
     ];
     for (key, differs) in changed {
         if differs {
-            tracing::warn!(setting = key, "changed in the configuration but needs a restart to apply");
+            tracing::warn!(
+                setting = key,
+                "changed in the configuration but needs a restart to apply"
+            );
         }
     }
 }
 
 fn notify_reloading() {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `now` is a valid, writable timespec for the call's duration.
     let ok = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } == 0;
-    let usec = if ok { now.tv_sec as i128 * 1_000_000 + now.tv_nsec as i128 / 1000 } else { 0 };
+    let usec = if ok {
+        now.tv_sec as i128 * 1_000_000 + now.tv_nsec as i128 / 1000
+    } else {
+        0
+    };
     let _ = sd_notify::notify(&[
         sd_notify::NotifyState::Reloading,
         sd_notify::NotifyState::MonotonicUsec(usec),
@@ -105,7 +118,11 @@ fn notify_reloading() {
 fn shutdown(shared: &Shared, signal: i32) -> ! {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let grace = shared.snapshot.load().settings.limits.shutdown_grace;
-    tracing::info!(signal, grace_secs = grace.as_secs(), "shutting down; draining connections");
+    tracing::info!(
+        signal,
+        grace_secs = grace.as_secs(),
+        "shutting down; draining connections"
+    );
     shared.start_draining();
     let deadline = Instant::now() + grace;
     while shared.open_connections() > 0 && Instant::now() < deadline {
@@ -113,7 +130,10 @@ fn shutdown(shared: &Shared, signal: i32) -> ! {
     }
     let left = shared.open_connections();
     if left > 0 {
-        tracing::info!(connections = left, "grace period over; closing remaining connections");
+        tracing::info!(
+            connections = left,
+            "grace period over; closing remaining connections"
+        );
     }
     // Give the log writer a moment to flush the last lines.
     std::thread::sleep(Duration::from_millis(50));

@@ -18,11 +18,18 @@ pub enum Error {
     #[error("no Docker Engine socket found (tried {})", list(.tried))]
     NoSocket { tried: Vec<PathBuf> },
     #[error("cannot connect to the Docker Engine at {}: {source}", .path.display())]
-    Connect { path: PathBuf, source: std::io::Error },
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("connecting to the Docker Engine at {} timed out", .path.display())]
     ConnectTimeout { path: PathBuf },
 }
 
 fn list(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

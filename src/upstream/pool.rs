@@ -39,7 +39,11 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(socket: SocketChoice, connect_timeout: Duration) -> Self {
-        Pool { socket, connect_timeout, idle: RefCell::new(Vec::new()) }
+        Pool {
+            socket,
+            connect_timeout,
+            idle: RefCell::new(Vec::new()),
+        }
     }
 
     pub fn socket(&self) -> &SocketChoice {
@@ -49,18 +53,32 @@ impl Pool {
     /// A live pooled connection, or a new one.
     pub async fn checkout(&self) -> Result<Conn, Error> {
         if let Some(stream) = self.take_idle() {
-            return Ok(Conn { stream, reused: true });
+            return Ok(Conn {
+                stream,
+                reused: true,
+            });
         }
-        self.connect().await.map(|stream| Conn { stream, reused: false })
+        self.connect().await.map(|stream| Conn {
+            stream,
+            reused: false,
+        })
     }
 
     /// A new connection, never one from the pool.
     pub async fn connect(&self) -> Result<UnixStream, Error> {
-        let path = self.socket.current().map_err(|tried| Error::NoSocket { tried })?;
+        let path = self
+            .socket
+            .current()
+            .map_err(|tried| Error::NoSocket { tried })?;
         match monoio::time::timeout(self.connect_timeout, UnixStream::connect(path)).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(source)) => Err(Error::Connect { path: path.to_path_buf(), source }),
-            Err(_) => Err(Error::ConnectTimeout { path: path.to_path_buf() }),
+            Ok(Err(source)) => Err(Error::Connect {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(_) => Err(Error::ConnectTimeout {
+                path: path.to_path_buf(),
+            }),
         }
     }
 

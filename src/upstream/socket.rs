@@ -56,7 +56,11 @@ impl SocketChoice {
                 Ok(path) => format!("{} (auto)", path.display()),
                 Err(_) => format!(
                     "none found (auto: {})",
-                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                    candidates
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             },
         }
@@ -82,18 +86,27 @@ mod tests {
             "XDG_RUNTIME_DIR" => Some("/run/user/1000".to_string()),
             _ => None,
         };
-        let SocketChoice::Auto(paths) = SocketChoice::resolve(None, &env) else { panic!() };
+        let SocketChoice::Auto(paths) = SocketChoice::resolve(None, &env) else {
+            panic!()
+        };
         let paths: Vec<_> = paths.iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(
             paths,
-            ["/srv/docker.sock", "/var/run/docker.sock", "/run/docker.sock", "/run/user/1000/docker.sock"]
+            [
+                "/srv/docker.sock",
+                "/var/run/docker.sock",
+                "/run/docker.sock",
+                "/run/user/1000/docker.sock"
+            ]
         );
     }
 
     #[test]
     fn tcp_docker_host_is_ignored() {
         let env = |name: &str| (name == "DOCKER_HOST").then(|| "tcp://1.2.3.4:2375".to_string());
-        let SocketChoice::Auto(paths) = SocketChoice::resolve(None, &env) else { panic!() };
+        let SocketChoice::Auto(paths) = SocketChoice::resolve(None, &env) else {
+            panic!()
+        };
         assert_eq!(paths[0], PathBuf::from("/var/run/docker.sock"));
     }
 
