@@ -113,7 +113,13 @@ fn decode_path(raw: &[u8]) -> Result<String, TargetError> {
         }
         out.push(byte);
     }
-    String::from_utf8(out).map_err(|_| TargetError::NotUtf8)
+    let path = String::from_utf8(out).map_err(|_| TargetError::NotUtf8)?;
+    // C1 controls (U+0080..U+009F) arrive as two UTF-8 bytes, past the
+    // byte checks above.
+    if path.chars().any(char::is_control) {
+        return Err(TargetError::ControlCharacter);
+    }
+    Ok(path)
 }
 
 fn hex_value(byte: u8) -> Option<u8> {
@@ -257,6 +263,9 @@ mod tests {
         assert_eq!(canonicalize(b"/a%0ab"), Err(TargetError::ControlCharacter));
         assert_eq!(canonicalize(b"/a\x01b"), Err(TargetError::ControlCharacter));
         assert_eq!(canonicalize(b"/a%7f"), Err(TargetError::ControlCharacter));
+        // Found by the fuzzer: a C1 control (U+0087), raw and encoded.
+        assert_eq!(canonicalize(b"/a\xc2\x87b"), Err(TargetError::ControlCharacter));
+        assert_eq!(canonicalize(b"/a%C2%87b"), Err(TargetError::ControlCharacter));
     }
 
     #[test]
