@@ -64,7 +64,11 @@ fn target_seeds_never_canonicalise_to_unclean_paths() {
     for seed in seeds("target") {
         if let Ok(target) = canonicalize(&seed) {
             assert!(!target.path.contains('%') && !target.path.contains("//"));
-            assert!(!target.path.chars().any(char::is_control), "{:?}", target.path);
+            assert!(
+                !target.path.chars().any(char::is_control),
+                "{:?}",
+                target.path
+            );
             assert!(target.path.split('/').all(|s| s != "." && s != ".."));
         }
     }

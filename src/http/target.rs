@@ -264,8 +264,14 @@ mod tests {
         assert_eq!(canonicalize(b"/a\x01b"), Err(TargetError::ControlCharacter));
         assert_eq!(canonicalize(b"/a%7f"), Err(TargetError::ControlCharacter));
         // Found by the fuzzer: a C1 control (U+0087), raw and encoded.
-        assert_eq!(canonicalize(b"/a\xc2\x87b"), Err(TargetError::ControlCharacter));
-        assert_eq!(canonicalize(b"/a%C2%87b"), Err(TargetError::ControlCharacter));
+        assert_eq!(
+            canonicalize(b"/a\xc2\x87b"),
+            Err(TargetError::ControlCharacter)
+        );
+        assert_eq!(
+            canonicalize(b"/a%C2%87b"),
+            Err(TargetError::ControlCharacter)
+        );
     }
 
     #[test]
