@@ -34,7 +34,10 @@ fn requests_complete_and_drops_are_counted_while_the_audit_writer_is_stalled() {
         .options()
         .global(&format!("audit_log: {}", fifo.display()))
         .global("metrics: {enabled: true}")
-        .rules("rules:\n  - name: deny-info\n    action: deny\n    conditions:\n      - {field: path, operator: equals, value: /info}\n")
+        .rules(
+            "rules:\n  - name: deny-info\n    action: deny\n    conditions:\n\
+             \x20     - {field: path, operator: equals, value: /info}\n",
+        )
         .start();
 
     // Each denial queues one record of a few hundred bytes: far more than

@@ -46,7 +46,8 @@ fn role_rules(roles: &[&str]) -> String {
     for role in roles {
         yaml.push_str(&format!(
             "  - name: report-role-{role}\n    action: deny\n    message: \"role is {role}\"\n    \
-             conditions:\n      - {{field: path, operator: equals, value: /containers/json}}\n      \
+             conditions:\n      - {{field: path, operator: equals, value: /containers/json}}\n\
+             \x20     \
              - {{field: role, operator: equals, value: \"{role}\"}}\n"
         ));
     }

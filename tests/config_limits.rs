@@ -174,7 +174,8 @@ fn max_head_limit_from_config(driver: Driver) {
 }
 
 on_both_drivers! {
-    header_timeout_closes_a_connection_with_an_incomplete_head => header_timeout_closes_incomplete_heads;
+    header_timeout_closes_a_connection_with_an_incomplete_head =>
+        header_timeout_closes_incomplete_heads;
     keepalive_idle_closes_an_idle_client_connection => keepalive_idle_closes_idle_connections;
     upgrade_idle_closes_a_quiet_upgraded_stream => upgrade_idle_closes_quiet_streams;
     max_connections_refuses_the_next_client_with_503 => max_connections_refuses_with_503;

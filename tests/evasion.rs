@@ -598,18 +598,21 @@ fn json_key_spellings_are_matched_as_the_engine_matches_them() {
         ),
         (
             "volume mount with local-driver bind options, lower-case keys",
-            body(
-                r#""HostConfig":{"mounts":[{"type":"volume","target":"/host","volumeoptions":{"driverconfig":{"name":"local","options":{"type":"none","o":"bind","device":"/"}}}}]}"#,
-            ),
+            body(concat!(
+                r#""HostConfig":{"mounts":[{"type":"volume","target":"/host","#,
+                r#""volumeoptions":{"driverconfig":{"name":"local","#,
+                r#""options":{"type":"none","o":"bind","device":"/"}}}}]}"#
+            )),
             Expect::Refused(403, HOST_MOUNTS),
             body(r#""HostConfig":{"mounts":[{"type":"tmpfs","target":"/scratch"}]}"#),
             created(),
         ),
         (
             "devices, lower-case keys",
-            body(
-                r#""hostconfig":{"devices":[{"pathonhost":"/dev/mem","pathincontainer":"/dev/mem","cgrouppermissions":"rwm"}]}"#,
-            ),
+            body(concat!(
+                r#""hostconfig":{"devices":[{"pathonhost":"/dev/mem","#,
+                r#""pathincontainer":"/dev/mem","cgrouppermissions":"rwm"}]}"#
+            )),
             Expect::Refused(403, DEVICES),
             body(r#""hostconfig":{"devices":[]}"#),
             created(),
@@ -943,9 +946,8 @@ fn padded(members: &str, size: usize) -> Vec<u8> {
 /// Same, with the padding in a label placed before the members, so the
 /// dangerous field comes last.
 fn padded_before(members: &str, size: usize) -> Vec<u8> {
-    let fixed = format!(
-        r#"{{"Image":"{IMAGE}","Cmd":["true"],"Labels":{{"docker-api-proxy-test":"1","pad":""}},{members}}}"#
-    );
+    let labels = r#""Labels":{"docker-api-proxy-test":"1","pad":""}"#;
+    let fixed = format!(r#"{{"Image":"{IMAGE}","Cmd":["true"],{labels},{members}}}"#);
     let pad = size - fixed.len();
     fixed
         .replacen(r#""pad":"""#, &format!(r#""pad":"{}""#, "x".repeat(pad)), 1)
@@ -1124,7 +1126,10 @@ fn top_level_host_settings_are_refused() {
         ("NetworkMode at the top", r#""NetworkMode":"host""#),
         (
             "Devices at the top",
-            r#""Devices":[{"PathOnHost":"/dev/mem","PathInContainer":"/dev/mem","CgroupPermissions":"rwm"}]"#,
+            concat!(
+                r#""Devices":[{"PathOnHost":"/dev/mem","#,
+                r#""PathInContainer":"/dev/mem","CgroupPermissions":"rwm"}]"#
+            ),
         ),
         (
             "Mounts at the top, long s",
@@ -1341,7 +1346,8 @@ fn privileged_exec_is_refused_even_for_admin() {
     let exec = |token: &str, path: String, json: &str| {
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: docker\r\nAuthorization: Bearer {token}\r\n\
-             Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+             Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n\
+             {json}",
             json.len()
         );
         send(&proxy, request.as_bytes())

@@ -53,7 +53,8 @@ fn chunked_response_split_at_every_byte(driver: Driver) {
             if request.target == "/chunked" {
                 write_byte_by_byte(
                     conn,
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                      Transfer-Encoding: chunked\r\n\r\n\
                       5;ext=1\r\n{\"a\":\r\n7\r\n\"hello\"\r\nA\r\n,\"b\":12345\r\n1\r\n}\r\n\
                       0\r\nX-Trailer: t\r\n\r\n",
                 );
@@ -134,7 +135,8 @@ fn bodiless_responses_keep_the_connection_in_step(driver: Driver) {
         while let Some(request) = conn.read_request() {
             match request.target.as_str() {
                 "/head" => conn.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1234\r\n\r\n",
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                      Content-Length: 1234\r\n\r\n",
                 ),
                 "/204" => conn.write(b"HTTP/1.1 204 No Content\r\nApi-Version: 1.41\r\n\r\n"),
                 "/304" => conn.write(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"),
@@ -168,7 +170,8 @@ fn bodiless_responses_keep_the_connection_in_step(driver: Driver) {
 
 on_both_drivers! {
     chunked_response_split_at_every_byte_is_relayed_intact => chunked_response_split_at_every_byte;
-    close_delimited_body_streams_until_the_engine_closes => close_delimited_body_streams_until_engine_closes;
+    close_delimited_body_streams_until_the_engine_closes =>
+        close_delimited_body_streams_until_engine_closes;
     slow_response_head_is_relayed_before_the_body_exists => slow_head_then_held_body;
     head_204_and_304_responses_carry_no_body => bodiless_responses_keep_the_connection_in_step;
 }
@@ -330,8 +333,10 @@ fn engine_half_close_reaches_client_which_can_still_send(driver: Driver) {
 }
 
 on_both_drivers! {
-    upgrade_engine_half_close_lets_the_client_keep_sending => engine_half_close_reaches_client_which_can_still_send;
-    upgrade_client_half_close_reaches_engine_which_can_still_send => client_half_close_reaches_engine_which_can_still_send;
+    upgrade_engine_half_close_lets_the_client_keep_sending =>
+        engine_half_close_reaches_client_which_can_still_send;
+    upgrade_client_half_close_reaches_engine_which_can_still_send =>
+        client_half_close_reaches_engine_which_can_still_send;
     upgrade_engine_close_finishes_the_client_promptly => engine_close_finishes_client_promptly;
 }
 
@@ -453,9 +458,11 @@ fn missing_socket_gives_502_until_it_appears(driver: Driver) {
 }
 
 on_both_drivers! {
-    engine_closing_pooled_connections_never_fails_a_request => engine_closing_pooled_connections_never_fails_requests;
+    engine_closing_pooled_connections_never_fails_a_request =>
+        engine_closing_pooled_connections_never_fails_requests;
     engine_garbage_or_silence_gives_502_json => engine_garbage_gives_502_json;
-    missing_engine_socket_gives_502_naming_it_then_recovers => missing_socket_gives_502_until_it_appears;
+    missing_engine_socket_gives_502_naming_it_then_recovers =>
+        missing_socket_gives_502_until_it_appears;
 }
 
 // === large bodies ===

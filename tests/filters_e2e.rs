@@ -456,7 +456,8 @@ fn memory_stays_flat_under_a_long_filtered_event_stream() {
     );
     assert!(
         growth < 20 * 1024,
-        "resident memory grew by {growth} KiB between 10% ({rss_early} KiB) and the end ({rss_end} KiB)"
+        "resident memory grew by {growth} KiB between 10% ({rss_early} KiB) \
+         and the end ({rss_end} KiB)"
     );
 }
 

@@ -290,7 +290,8 @@ fn refuses_transfer_codings_other_than_chunked() {
         "xchunked",
     ] {
         let request = format!(
-            "POST /containers/create HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: {coding}\r\n\r\n\
+            "POST /containers/create HTTP/1.1\r\nHost: docker\r\nTransfer-Encoding: {coding}\r\n\
+             \r\n\
              2\r\n{{}}\r\n0\r\n\r\n"
         );
         let response = proxy.request(request.as_bytes());
@@ -523,8 +524,10 @@ fn refused_requests_never_reach_the_engine() {
         b"GET /v1.41/v1.41/info HTTP/1.1\r\nHost: d\r\n\r\n",
         b"GET http://d/info HTTP/1.1\r\nHost: d\r\n\r\n",
         b"POST /build HTTP/1.1\r\nHost: d\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-        b"POST /build HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nab",
-        b"POST /containers/create HTTP/1.1\r\nHost: d\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b",
+        b"POST /build HTTP/1.1\r\nHost: d\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\
+          \r\nab",
+        b"POST /containers/create HTTP/1.1\r\nHost: d\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b",
     ];
     for request in bad {
         let response = proxy.request(request);

@@ -37,8 +37,10 @@ const USER_AGENT: &str = "ops-test/1.0";
 
 fn bearer_auth(lockout_failures: u32) -> String {
     format!(
-        "auth:\n  type: bearer\n  tokens:\n    - token: {CI_TOKEN}\n      role: ci\n      name: ci-runner\n\
-         \x20   - token: {ADMIN_TOKEN}\n      role: admin\n  lockout:\n    failures: {lockout_failures}\n\
+        "auth:\n  type: bearer\n  tokens:\n    - token: {CI_TOKEN}\n      role: ci\n\
+         \x20     name: ci-runner\n\
+         \x20   - token: {ADMIN_TOKEN}\n      role: admin\n  lockout:\n\
+         \x20   failures: {lockout_failures}\n\
          \x20   window: 60\n    duration: 30\n"
     )
 }
@@ -496,7 +498,8 @@ fn reload_options(engine: &FakeEngine, policy: char) -> ProxyOptions {
         'A' => "rules:\n  - name: allow-all\n    action: allow\n".to_owned(),
         'B' => format!(
             "rules:\n  - name: deny-info\n    action: deny\n    message: \"{POLICY_B_MESSAGE}\"\n\
-             \x20   conditions:\n      - field: path\n        operator: equals\n        value: /info\n"
+             \x20   conditions:\n      - field: path\n        operator: equals\n\
+             \x20       value: /info\n"
         ),
         _ => unreachable!(),
     };

@@ -480,7 +480,8 @@ fn refusals_are_audited_with_the_rule() {
 
 fn small_policy(rules: &str, default_action: &str, audit: &Path) -> ProxyOptions {
     let yaml = format!(
-        "global:\n  audit_log: {}\n  default_action: {default_action}\n  metrics:\n    enabled: true\n\
+        "global:\n  audit_log: {}\n  default_action: {default_action}\n  metrics:\n\
+         \x20   enabled: true\n\
          auth:\n  tokens:\n    - {{ token: tok-admin, role: admin, name: adm }}\n\
          \x20   - {{ token: tok-ops, role: ops, name: ops }}\n\
          \x20   - {{ token: tok-user, name: usr }}\n\
@@ -708,9 +709,13 @@ fn refuses_unmasked_proc_paths_sent_directly() {
     let setup = Setup::example();
     for field in ["MaskedPaths", "ReadonlyPaths"] {
         let guard = ContainerGuard::new("masked");
-        let body = format!(
-            r#"{{"Image":"{IMAGE}","Cmd":["true"],"Labels":{{"docker-api-proxy-test":"1"}},"HostConfig":{{"{field}":[]}}}}"#
-        );
+        let body = serde_json::json!({
+            "Image": IMAGE,
+            "Cmd": ["true"],
+            "Labels": {"docker-api-proxy-test": "1"},
+            "HostConfig": {field: []},
+        })
+        .to_string();
         let request = format!(
             "POST /v1.41/containers/create?name={} HTTP/1.1\r\nHost: docker\r\n\
              Authorization: Bearer {CI_TOKEN}\r\nContent-Type: application/json\r\n\

@@ -836,7 +836,9 @@ fn every_matching_response_filter_applies_even_after_an_allow() {
 - name: f2
   action: response_filter
   conditions: [{field: path, operator: matches, value: "/json$"}]
-  response_filter: [{field: Config.Labels, action: remove}, {field: Id, action: replace, replacement: hidden}]
+  response_filter:
+    - {field: Config.Labels, action: remove}
+    - {field: Id, action: replace, replacement: hidden}
 - name: f3
   action: response_filter
   conditions: [{field: path, operator: equals, value: /never}]
@@ -891,7 +893,9 @@ fn needs_body_only_when_a_body_rule_might_match() {
 fn explain_describes_each_rule_without_taking_tokens() {
     let rules = r#"
 - {name: limit, action: rate_limit, rate_limit: {requests: 1, period: 600}}
-- {name: no-create, action: deny, conditions: [{field: path, operator: equals, value: /containers/create}]}
+- name: no-create
+  action: deny
+  conditions: [{field: path, operator: equals, value: /containers/create}]
 - name: redact
   action: response_filter
   response_filter: [{field: Config.Env, action: redact}]

@@ -146,7 +146,12 @@ pub async fn admit<S: ClientIo>(
     for (rule, action, status) in &decision.dry_run_hits {
         worker.counters.dry_run();
         worker.counters.rule_decision(rule, Mode::DryRun);
-        tracing::info!(policy.rule = %rule, client.addr = %client.addr, http.path = %target.path, "dry run: rule would refuse");
+        tracing::info!(
+            policy.rule = %rule,
+            client.addr = %client.addr,
+            http.path = %target.path,
+            "dry run: rule would refuse"
+        );
         let message = format!("dry run: rule \"{rule}\" would refuse this request");
         event.record(
             snapshot,
@@ -246,7 +251,12 @@ fn authenticate<S>(
         AuthOutcome::Ok(identity) => Ok(identity),
         AuthOutcome::Unauthorized(message) => {
             worker.counters.auth_failure();
-            tracing::info!(client.addr = %client.addr, http.path = %path, reason = message, "authentication failed");
+            tracing::info!(
+                client.addr = %client.addr,
+                http.path = %path,
+                reason = message,
+                "authentication failed"
+            );
             event.record(snapshot, Event::AuthFailure, None, 401, false, message);
             let mut admission = refuse(401, message, head);
             if let Admission::Respond { response, close } = &mut admission {

@@ -197,8 +197,9 @@ fn log_auth_mode(mode: &AuthMode) {
         AuthMode::FailClosed { reason } => tracing::error!(
             reason = %reason,
             "authentication is not configured: every request is refused with 401. Write \
-             `auth: {{type: bearer, tokens: [{{token: \"${{DOCKER_PROXY_TOKEN}}\", role: admin}}]}}`, \
-             set DOCKER_PROXY_SECRET, or write `auth: {{type: none}}` to run without authentication"
+             `auth: {{type: bearer, tokens: [{{token: \"${{DOCKER_PROXY_TOKEN}}\", \
+             role: admin}}]}}`, set DOCKER_PROXY_SECRET, or write `auth: {{type: none}}` \
+             to run without authentication"
         ),
         _ => {}
     }
@@ -272,9 +273,13 @@ pub fn start_engine_watch(shared: Arc<Shared>) {
             let ready = ping_engine(&shared.socket);
             match (&ready, was_ready) {
                 (Ok(()), Some(true)) => {}
-                (Ok(()), _) => tracing::info!(socket = %shared.socket.describe(), "engine answers _ping"),
+                (Ok(()), _) => {
+                    tracing::info!(socket = %shared.socket.describe(), "engine answers _ping")
+                }
                 (Err(error), Some(false)) => tracing::debug!(%error, "engine still unreachable"),
-                (Err(error), _) => tracing::error!(%error, "engine unreachable; answering 502 until it is back"),
+                (Err(error), _) => {
+                    tracing::error!(%error, "engine unreachable; answering 502 until it is back")
+                }
             }
             if ready.is_ok() {
                 shared.mark_engine_ping();

@@ -53,7 +53,8 @@ pub enum HandshakeError {
 
 /// JSON message for a plain-HTTP request on the TLS port, in the shape the
 /// docker CLI prints as `Error response from daemon: ...`.
-const PLAIN_HTTP_MESSAGE: &str = "this port speaks TLS: connect with https     (docker --tlsverify --tlscacert CA.pem, or DOCKER_TLS_VERIFY=1)";
+const PLAIN_HTTP_MESSAGE: &str = "this port speaks TLS: connect with https \
+     (docker --tlsverify --tlscacert CA.pem, or DOCKER_TLS_VERIFY=1)";
 
 /// How long the refusal of a plain-HTTP request waits for the rest of that
 /// request, so that closing with unread bytes does not reset the connection

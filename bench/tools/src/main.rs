@@ -60,7 +60,10 @@ impl Conn {
         } else if let Some(path) = target.strip_prefix("unix:") {
             Ok(Conn::Unix(UnixStream::connect(path)?))
         } else {
-            Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad target {target}")))
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad target {target}"),
+            ))
         }
     }
     fn try_clone(&self) -> io::Result<Conn> {
@@ -123,16 +126,26 @@ struct Head {
 
 impl Head {
     fn get(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     fn status(&self) -> u16 {
-        self.first.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+        self.first
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
     }
     fn chunked(&self) -> bool {
-        self.get("transfer-encoding").map(|v| v.to_ascii_lowercase().contains("chunked")).unwrap_or(false)
+        self.get("transfer-encoding")
+            .map(|v| v.to_ascii_lowercase().contains("chunked"))
+            .unwrap_or(false)
     }
     fn content_length(&self) -> Option<u64> {
-        self.get("content-length").and_then(|v| v.trim().parse().ok())
+        self.get("content-length")
+            .and_then(|v| v.trim().parse().ok())
     }
 }
 
@@ -142,7 +155,11 @@ fn bad(msg: &str) -> io::Error {
 
 impl<S: Read + Write> Http<S> {
     fn new(s: S) -> Self {
-        Http { s, buf: Vec::with_capacity(16 * 1024), pos: 0 }
+        Http {
+            s,
+            buf: Vec::with_capacity(16 * 1024),
+            pos: 0,
+        }
     }
     fn fill(&mut self) -> io::Result<usize> {
         if self.pos > 0 && self.pos == self.buf.len() {
@@ -170,7 +187,10 @@ impl<S: Read + Write> Http<S> {
                 let mut lines = text.split("\r\n");
                 let first = lines.next().unwrap_or("").to_string();
                 let headers = lines
-                    .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+                    .filter_map(|l| {
+                        l.split_once(':')
+                            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    })
                     .collect();
                 return Ok(Some(Head { first, headers }));
             }
@@ -255,7 +275,10 @@ fn query(target: &str) -> HashMap<String, String> {
         .map(|(_, q)| q)
         .unwrap_or("")
         .split('&')
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 
@@ -277,9 +300,11 @@ fn engine(sock: &str, tcp: &str) -> io::Result<()> {
         std::thread::spawn(move || {
             for s in t.incoming().flatten() {
                 let _ = s.set_nodelay(true);
-                let _ = std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
-                    let _ = serve(Conn::Tcp(s));
-                });
+                let _ = std::thread::Builder::new()
+                    .stack_size(128 * 1024)
+                    .spawn(move || {
+                        let _ = serve(Conn::Tcp(s));
+                    });
             }
         });
     }
@@ -289,9 +314,11 @@ fn engine(sock: &str, tcp: &str) -> io::Result<()> {
             Ok(s) => s,
             Err(_) => continue,
         };
-        let _ = std::thread::Builder::new().stack_size(128 * 1024).spawn(move || {
-            let _ = serve(Conn::Unix(s));
-        });
+        let _ = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let _ = serve(Conn::Unix(s));
+            });
     }
     Ok(())
 }
@@ -313,14 +340,18 @@ fn serve(s: Conn) -> io::Result<()> {
             // Requests with an Upgrade header have a (normally empty) body first.
             h.read_body(&head, &mut |_| {})?;
             w.write_all(
-                b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+                b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n\
+                  Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
             )?;
             let q = query(&target);
             let early = h.leftover();
             let mut r = h.s;
             match q.get("mode").map(|s| s.as_str()).unwrap_or("echo") {
                 "source" => {
-                    let n: u64 = q.get("bytes").and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
+                    let n: u64 = q
+                        .get("bytes")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1 << 30);
                     let drain = std::thread::spawn(move || {
                         let mut b = vec![0u8; 64 * 1024];
                         while matches!(r.read(&mut b), Ok(k) if k > 0) {}
@@ -363,28 +394,46 @@ fn serve(s: Conn) -> io::Result<()> {
             }
             return Ok(());
         }
-        let close = head.get("connection").map(|v| v.eq_ignore_ascii_case("close")).unwrap_or(false);
+        let close = head
+            .get("connection")
+            .map(|v| v.eq_ignore_ascii_case("close"))
+            .unwrap_or(false);
         if close {
             // answer this one request, then end the connection
             let _ = w.shutdown_read();
         }
         if path.ends_with("/_ping") {
             h.read_body(&head, &mut |_| {})?;
-            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nApi-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK")?;
+            w.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                          Api-Version: 1.41\r\nContent-Length: 2\r\n\r\nOK",
+            )?;
             continue;
         }
         if method == "POST" || method == "PUT" {
             let n = h.read_body(&head, &mut |_| {})?;
             let body = format!("{{\"received\":{n}}}");
             w.write_all(
-                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}", body.len(), body)
-                    .as_bytes(),
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \
+                         {}\r\n\r\n{}",
+                    body.len(),
+                    body
+                )
+                .as_bytes(),
             )?;
             continue;
         }
         h.read_body(&head, &mut |_| {})?;
         let body = b"{\"message\":\"page not found\"}";
-        w.write_all(format!("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())?;
+        w.write_all(
+            format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )?;
         w.write_all(body)?;
     }
 }
@@ -392,14 +441,23 @@ fn serve(s: Conn) -> io::Result<()> {
 // ---------------------------------------------------------------- clients
 
 fn auth(token: &Option<String>) -> String {
-    token.as_ref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default()
+    token
+        .as_ref()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default()
 }
 
-fn upgrade(target: &str, token: &Option<String>, query: &str) -> io::Result<(Conn, Http<Conn>, Vec<u8>)> {
+fn upgrade(
+    target: &str,
+    token: &Option<String>,
+    query: &str,
+) -> io::Result<(Conn, Http<Conn>, Vec<u8>)> {
     let c = Conn::connect(target)?;
     let mut w = c.try_clone()?;
     let req = format!(
-        "POST /v1.41/containers/bench/attach?stream=1&stdin=1&stdout=1&{query} HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench-tools\r\n{}Content-Length: 0\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        "POST /v1.41/containers/bench/attach?stream=1&stdin=1&stdout=1&{query} HTTP/1.1\r\n\
+         Host: docker\r\nUser-Agent: bench-tools\r\n{}Content-Length: 0\r\n\
+         Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
         auth(token)
     );
     w.write_all(req.as_bytes())?;
@@ -444,7 +502,10 @@ fn stream(target: &str, token: &Option<String>, mode: &str, n: u64) -> io::Resul
     }
     let secs = t0.elapsed().as_secs_f64();
     let gibs = moved as f64 / secs / (1u64 << 30) as f64;
-    println!("ok={} bytes={moved} expected={n} secs={secs:.3} gibps={gibs:.3}", (moved == n) as u8);
+    println!(
+        "ok={} bytes={moved} expected={n} secs={secs:.3} gibps={gibs:.3}",
+        (moved == n) as u8
+    );
     Ok(())
 }
 
@@ -452,7 +513,8 @@ fn upload(target: &str, token: &Option<String>, n: u64) -> io::Result<()> {
     let c = Conn::connect(target)?;
     let mut w = c.try_clone()?;
     let req = format!(
-        "POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench-tools\r\n{}Content-Type: application/x-tar\r\nContent-Length: {n}\r\n\r\n",
+        "POST /v1.41/images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench-tools\r\n\
+         {}Content-Type: application/x-tar\r\nContent-Length: {n}\r\n\r\n",
         auth(token)
     );
     let t0 = Instant::now();
@@ -476,7 +538,11 @@ fn upload(target: &str, token: &Option<String>, n: u64) -> io::Result<()> {
         .and_then(|s| s.trim_end_matches('}').trim().parse().ok())
         .unwrap_or(0);
     let gibs = received as f64 / secs / (1u64 << 30) as f64;
-    println!("ok={} status={} bytes={received} expected={n} secs={secs:.3} gibps={gibs:.3}", (received == n) as u8, head.status());
+    println!(
+        "ok={} status={} bytes={received} expected={n} secs={secs:.3} gibps={gibs:.3}",
+        (received == n) as u8,
+        head.status()
+    );
     Ok(())
 }
 
@@ -489,73 +555,84 @@ fn streams(target: &str, token: &Option<String>, n: usize, k: u64) -> io::Result
     let mut handles = Vec::new();
     for i in 0..n {
         let (target, token) = (target.to_string(), token.clone());
-        let (barrier, sent, recvd, established, bad_streams) =
-            (barrier.clone(), sent.clone(), recvd.clone(), established.clone(), bad_streams.clone());
-        let h = std::thread::Builder::new().stack_size(256 * 1024).spawn(move || {
-            let up = upgrade(&target, &token, "mode=echo");
-            if up.is_ok() {
-                established.fetch_add(1, Ordering::Relaxed);
-            }
-            barrier.wait();
-            let (mut w, h, early) = match up {
-                Ok(x) => x,
-                Err(e) => {
-                    if i < 5 {
-                        eprintln!("stream {i}: {e}");
-                    }
-                    bad_streams.fetch_add(1, Ordering::Relaxed);
-                    return;
+        let (barrier, sent, recvd, established, bad_streams) = (
+            barrier.clone(),
+            sent.clone(),
+            recvd.clone(),
+            established.clone(),
+            bad_streams.clone(),
+        );
+        let h = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let up = upgrade(&target, &token, "mode=echo");
+                if up.is_ok() {
+                    established.fetch_add(1, Ordering::Relaxed);
                 }
-            };
-            let sid = i as u64;
-            let sent2 = sent.clone();
-            let writer = std::thread::Builder::new().stack_size(128 * 1024).spawn(move || -> io::Result<()> {
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut off = 0u64;
-                while off < k {
-                    let m = ((k - off) as usize).min(buf.len());
-                    for (j, b) in buf[..m].iter_mut().enumerate() {
-                        *b = pattern(sid, off + j as u64);
-                    }
-                    w.write_all(&buf[..m])?;
-                    sent2.fetch_add(m as u64, Ordering::Relaxed);
-                    off += m as u64;
-                }
-                w.shutdown_write()
-            });
-            let mut r = h.s;
-            let _ = r.set_read_timeout(Some(Duration::from_secs(60)));
-            let mut pos = 0u64;
-            let mut ok = true;
-            let mut check = |data: &[u8], pos: &mut u64| {
-                for &b in data {
-                    if b != pattern(sid, *pos) {
-                        ok = false;
-                    }
-                    *pos += 1;
-                }
-            };
-            check(&early, &mut pos);
-            let mut b = vec![0u8; 64 * 1024];
-            loop {
-                match r.read(&mut b) {
-                    Ok(0) => break,
-                    Ok(m) => check(&b[..m], &mut pos),
+                barrier.wait();
+                let (mut w, h, early) = match up {
+                    Ok(x) => x,
                     Err(e) => {
                         if i < 5 {
-                            eprintln!("stream {i}: read: {e}");
+                            eprintln!("stream {i}: {e}");
                         }
-                        ok = false;
-                        break;
+                        bad_streams.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                let sid = i as u64;
+                let sent2 = sent.clone();
+                let writer = std::thread::Builder::new().stack_size(128 * 1024).spawn(
+                    move || -> io::Result<()> {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        let mut off = 0u64;
+                        while off < k {
+                            let m = ((k - off) as usize).min(buf.len());
+                            for (j, b) in buf[..m].iter_mut().enumerate() {
+                                *b = pattern(sid, off + j as u64);
+                            }
+                            w.write_all(&buf[..m])?;
+                            sent2.fetch_add(m as u64, Ordering::Relaxed);
+                            off += m as u64;
+                        }
+                        w.shutdown_write()
+                    },
+                );
+                let mut r = h.s;
+                let _ = r.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut pos = 0u64;
+                let mut ok = true;
+                let mut check = |data: &[u8], pos: &mut u64| {
+                    for &b in data {
+                        if b != pattern(sid, *pos) {
+                            ok = false;
+                        }
+                        *pos += 1;
+                    }
+                };
+                check(&early, &mut pos);
+                let mut b = vec![0u8; 64 * 1024];
+                loop {
+                    match r.read(&mut b) {
+                        Ok(0) => break,
+                        Ok(m) => check(&b[..m], &mut pos),
+                        Err(e) => {
+                            if i < 5 {
+                                eprintln!("stream {i}: read: {e}");
+                            }
+                            ok = false;
+                            break;
+                        }
                     }
                 }
-            }
-            recvd.fetch_add(pos, Ordering::Relaxed);
-            let wrote = writer.map(|j| j.join().map(|r| r.is_ok()).unwrap_or(false)).unwrap_or(false);
-            if !ok || pos != k || !wrote {
-                bad_streams.fetch_add(1, Ordering::Relaxed);
-            }
-        });
+                recvd.fetch_add(pos, Ordering::Relaxed);
+                let wrote = writer
+                    .map(|j| j.join().map(|r| r.is_ok()).unwrap_or(false))
+                    .unwrap_or(false);
+                if !ok || pos != k || !wrote {
+                    bad_streams.fetch_add(1, Ordering::Relaxed);
+                }
+            });
         match h {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -572,7 +649,8 @@ fn streams(target: &str, token: &Option<String>, n: usize, k: u64) -> io::Result
     let secs = t0.elapsed().as_secs_f64();
     let (s, r) = (sent.load(Ordering::Relaxed), recvd.load(Ordering::Relaxed));
     println!(
-        "ok={} streams={n} established={} bad_streams={} bytes_out={s} bytes_in={r} expected={} secs={secs:.3}",
+        "ok={} streams={n} established={} bad_streams={} bytes_out={s} bytes_in={r} expected={} \
+         secs={secs:.3}",
         (s == r && r == n as u64 * k && bad_streams.load(Ordering::Relaxed) == 0) as u8,
         established.load(Ordering::Relaxed),
         bad_streams.load(Ordering::Relaxed),
@@ -582,7 +660,10 @@ fn streams(target: &str, token: &Option<String>, n: usize, k: u64) -> io::Result
 }
 
 fn ping(h: &mut Http<Conn>, token: &Option<String>) -> io::Result<u16> {
-    let req = format!("GET /v1.41/_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench-tools\r\n{}\r\n", auth(token));
+    let req = format!(
+        "GET /v1.41/_ping HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench-tools\r\n{}\r\n",
+        auth(token)
+    );
     h.s.write_all(req.as_bytes())?;
     let head = h.read_head()?.ok_or_else(|| bad("eof"))?;
     h.read_body(&head, &mut |_| {})?;
@@ -603,7 +684,11 @@ fn idle(target: &str, token: &Option<String>, n: usize, hold: u64) -> io::Result
                 match Conn::connect(&target).and_then(|c| {
                     let mut h = Http::new(c);
                     let st = ping(&mut h, &token)?;
-                    if st == 200 { Ok(h) } else { Err(bad(&format!("status {st}"))) }
+                    if st == 200 {
+                        Ok(h)
+                    } else {
+                        Err(bad(&format!("status {st}")))
+                    }
                 }) {
                     Ok(h) => conns.push(h),
                     Err(e) => {
@@ -624,7 +709,11 @@ fn idle(target: &str, token: &Option<String>, n: usize, hold: u64) -> io::Result
         all.extend(c);
         fails += f;
     }
-    println!("READY open={} failed={fails} secs={:.2}", all.len(), t0.elapsed().as_secs_f64());
+    println!(
+        "READY open={} failed={fails} secs={:.2}",
+        all.len(),
+        t0.elapsed().as_secs_f64()
+    );
     io::stdout().flush()?;
     // Hold until stdin closes or the deadline passes.
     let (tx, rx) = std::sync::mpsc::channel();
@@ -645,7 +734,13 @@ fn idle(target: &str, token: &Option<String>, n: usize, hold: u64) -> io::Result
     Ok(())
 }
 
-fn hammer(target: &str, token: &Option<String>, path: &str, conns: usize, secs: f64) -> io::Result<()> {
+fn hammer(
+    target: &str,
+    token: &Option<String>,
+    path: &str,
+    conns: usize,
+    secs: f64,
+) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let mut hs = Vec::new();
     for _ in 0..conns {
@@ -653,7 +748,10 @@ fn hammer(target: &str, token: &Option<String>, path: &str, conns: usize, secs: 
         hs.push(std::thread::spawn(move || {
             let mut lat = Vec::with_capacity(100_000);
             let (mut non2xx, mut errors) = (0u64, 0u64);
-            let req = format!("GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench-tools\r\n{}\r\n", auth(&token));
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: bench-tools\r\n{}\r\n",
+                auth(&token)
+            );
             let mut h: Option<Http<Conn>> = None;
             while Instant::now() < deadline {
                 if h.is_none() {
@@ -700,7 +798,13 @@ fn hammer(target: &str, token: &Option<String>, path: &str, conns: usize, secs: 
     }
     let el = t0.elapsed().as_secs_f64().max(secs);
     all.sort_unstable();
-    let pct = |p: f64| if all.is_empty() { 0 } else { all[((all.len() as f64 * p) as usize).min(all.len() - 1)] };
+    let pct = |p: f64| {
+        if all.is_empty() {
+            0
+        } else {
+            all[((all.len() as f64 * p) as usize).min(all.len() - 1)]
+        }
+    };
     println!(
         "requests={} rps={:.1} p50_us={} p99_us={} non2xx={non2xx} errors={errors}",
         all.len(),
@@ -730,9 +834,25 @@ fn main() {
         "engine" => engine(&s("socket"), &s("tcp")),
         "stream" => stream(&s("target"), &token, &s("mode"), num("bytes", 1 << 31)),
         "upload" => upload(&s("target"), &token, num("bytes", 1 << 31)),
-        "streams" => streams(&s("target"), &token, num("n", 1000) as usize, num("bytes", 256 * 1024)),
-        "idle" => idle(&s("target"), &token, num("n", 10000) as usize, num("hold", 30)),
-        "hammer" => hammer(&s("target"), &token, &s("path"), num("conns", 10) as usize, num("secs", 5) as f64),
+        "streams" => streams(
+            &s("target"),
+            &token,
+            num("n", 1000) as usize,
+            num("bytes", 256 * 1024),
+        ),
+        "idle" => idle(
+            &s("target"),
+            &token,
+            num("n", 10000) as usize,
+            num("hold", 30),
+        ),
+        "hammer" => hammer(
+            &s("target"),
+            &token,
+            &s("path"),
+            num("conns", 10) as usize,
+            num("secs", 5) as f64,
+        ),
         other => Err(bad(&format!("unknown subcommand {other}"))),
     };
     if let Err(e) = r {
