@@ -39,24 +39,42 @@ impl BodyTracker {
 
     /// How many of `bytes` (the next bytes on the wire) belong to the body.
     pub fn advance(&mut self, bytes: &[u8]) -> Result<usize, ParseError> {
+        self.step(bytes, None)
+    }
+
+    /// Like [`BodyTracker::advance`], and appends the body's data (chunk
+    /// framing removed) to `data`.
+    pub fn advance_decoding(
+        &mut self,
+        bytes: &[u8],
+        data: &mut Vec<u8>,
+    ) -> Result<usize, ParseError> {
+        self.step(bytes, Some(data))
+    }
+
+    fn step(&mut self, bytes: &[u8], data: Option<&mut Vec<u8>>) -> Result<usize, ParseError> {
         if self.done {
             return Ok(0);
         }
-        match self.framing {
-            Framing::Empty => Ok(0),
+        let used = match self.framing {
+            Framing::Empty => 0,
             Framing::Length(_) => {
                 let take = self.remaining.min(bytes.len() as u64);
                 self.remaining -= take;
                 self.done = self.remaining == 0;
-                Ok(take as usize)
+                take as usize
             }
             Framing::Chunked => {
-                let used = self.scanner.scan(bytes, None)?;
+                let used = self.scanner.scan(bytes, data)?;
                 self.done = self.scanner.is_done();
-                Ok(used)
+                return Ok(used);
             }
-            Framing::UntilClose => Ok(bytes.len()),
+            Framing::UntilClose => bytes.len(),
+        };
+        if let Some(data) = data {
+            data.extend_from_slice(&bytes[..used]);
         }
+        Ok(used)
     }
 
     /// True when the peer closing now ends the body cleanly.
@@ -85,6 +103,22 @@ mod tests {
         let wire = b"2\r\nab\r\n0\r\n\r\nNEXT";
         assert_eq!(tracker.advance(wire).unwrap(), wire.len() - 4);
         assert!(tracker.is_done());
+    }
+
+    #[test]
+    fn decoding_removes_chunk_framing_only() {
+        let mut chunked = BodyTracker::new(Framing::Chunked);
+        let mut data = Vec::new();
+        let wire = b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\nNEXT";
+        assert_eq!(
+            chunked.advance_decoding(wire, &mut data).unwrap(),
+            wire.len() - 4
+        );
+        assert_eq!(data, b"abc");
+        let mut length = BodyTracker::new(Framing::Length(3));
+        let mut data = Vec::new();
+        assert_eq!(length.advance_decoding(b"abcdef", &mut data).unwrap(), 3);
+        assert_eq!(data, b"abc");
     }
 
     #[test]

@@ -69,9 +69,11 @@ impl Spans {
     }
 
     fn get_all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        // Compared as bytes: no UTF-8 check per header on every lookup.
+        self.headers
+            .iter()
+            .filter(move |h| self.bytes[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|h| &self.bytes[h.value.clone()])
     }
 }
 
@@ -108,10 +110,6 @@ impl RequestHead {
 
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.spans.get_all(name).next()
-    }
-
-    pub fn header_count(&self) -> usize {
-        self.spans.headers.len()
     }
 
     /// Bytes the head took on the wire.

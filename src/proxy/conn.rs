@@ -14,13 +14,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Split};
 use monoio::net::UnixStream;
 
 use super::admit::{self, Admission, BodyPlan};
-use super::copy::{copy_body, CopyError};
+use super::copy::{copy_body, CopyError, Relayed};
 use super::filter;
 use super::io::{read_append, write_all, COPY_BUF};
 use super::tunnel;
 use super::Worker;
 use crate::http::body::BodyTracker;
-use crate::http::chunked::ChunkedScanner;
 use crate::http::head::{self, Framing, RequestHead, ResponseHead};
 use crate::http::response::json_error;
 use crate::http::ParseError;
@@ -96,10 +95,9 @@ pub async fn serve<S: ClientIo>(mut client: Client<S>, worker: Rc<Worker>) {
         if worker.is_draining() {
             return;
         }
-        let limits = &worker.snapshot().settings.limits;
         // Between requests the idle limit applies until the first byte of
         // the next head arrives; `read_head` then switches to header_timeout.
-        deadline = Instant::now() + limits.keepalive_idle;
+        deadline = Instant::now() + snapshot.settings.limits.keepalive_idle;
     }
 }
 
@@ -277,7 +275,10 @@ async fn forward<S: ClientIo>(
         match sent {
             Err(SendError::Client) => return Next::Close,
             Err(SendError::Refused(response)) => {
-                let _ = write_all(&mut client.io, response).await;
+                let (result, _) = write_all(&mut client.io, response).await;
+                if result.is_ok() {
+                    linger(client).await;
+                }
                 return Next::Close;
             }
             Err(SendError::Upstream) | Ok(()) => {}
@@ -314,7 +315,7 @@ async fn forward<S: ClientIo>(
     };
 
     if response.status == 101 {
-        let out = response_head_bytes(&response, true, false);
+        let out = response_head_bytes(&response, BodyOut::Upgrade, false);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
         if result.is_err() {
             return Next::Close;
@@ -336,7 +337,7 @@ async fn forward<S: ClientIo>(
     };
     if framing == Framing::UntilClose && is_raw_stream(&response) {
         // A hijacked attach without an upgrade: a two-way raw stream.
-        let out = response_head_bytes(&response, false, true);
+        let out = response_head_bytes(&response, BodyOut::AsIs, true);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
         if result.is_err() {
             return Next::Close;
@@ -350,10 +351,22 @@ async fn forward<S: ClientIo>(
         .await;
     }
     let close_client = !head.keep_alive || framing == Framing::UntilClose || worker.is_draining();
-    let out = response_head_bytes(&response, false, close_client);
-    let relay = relay_body(client, &mut upstream, framing, out, leftover).await;
-    match relay {
-        Relay::Complete { upstream_reusable } => {
+    let out = response_head_bytes(&response, BodyOut::AsIs, close_client);
+    let relayed = relay_body(client, &mut upstream, framing, out, leftover).await;
+    finish(relayed, upstream, &response, close_client, worker)
+}
+
+/// After a relayed response: the engine connection goes back to the pool
+/// when it stopped at a clean message end and the engine keeps it open.
+fn finish(
+    relayed: Relayed,
+    upstream: UnixStream,
+    response: &ResponseHead,
+    close_client: bool,
+    worker: &Worker,
+) -> Next {
+    match relayed {
+        Relayed::Complete { upstream_reusable } => {
             if upstream_reusable && response.keep_alive {
                 worker.pool.checkin(upstream);
             }
@@ -363,7 +376,7 @@ async fn forward<S: ClientIo>(
                 Next::KeepAlive
             }
         }
-        Relay::Broken => Next::Close,
+        Relayed::Broken => Next::Close,
     }
 }
 
@@ -394,9 +407,14 @@ async fn relay_filtered<S: ClientIo>(
     // documents unframed, delimited by closing the connection.
     let chunked = head.minor_version >= 1;
     let close_client = !head.keep_alive || !chunked || worker.is_draining();
-    let out = filtered_head_bytes(response, chunked, close_client);
+    let body = if chunked {
+        BodyOut::Rechunked
+    } else {
+        BodyOut::Unframed
+    };
+    let out = response_head_bytes(response, body, close_client);
     let cap = snapshot.settings.limits.max_filter_document;
-    match filter::relay(
+    let relayed = filter::relay(
         client,
         &mut upstream,
         framing,
@@ -406,47 +424,8 @@ async fn relay_filtered<S: ClientIo>(
         cap,
         chunked,
     )
-    .await
-    {
-        filter::Filtered::Complete { upstream_reusable } => {
-            if upstream_reusable && response.keep_alive {
-                worker.pool.checkin(upstream);
-            }
-            if close_client {
-                Next::Close
-            } else {
-                Next::KeepAlive
-            }
-        }
-        filter::Filtered::Broken => Next::Close,
-    }
-}
-
-/// The response head for a filtered body: lengths change, so the body is
-/// re-framed as chunked (or delimited by close).
-fn filtered_head_bytes(response: &ResponseHead, chunked: bool, close: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(response.len() + 32);
-    out.extend_from_slice(format!("HTTP/1.1 {} ", response.status).as_bytes());
-    out.extend_from_slice(response.reason());
-    out.extend_from_slice(b"\r\n");
-    let listed = head::connection_listed(response.headers());
-    for (name, value) in response.headers() {
-        if head::is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case("content-length")
-            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
-        {
-            continue;
-        }
-        push_header(&mut out, name.as_bytes(), value);
-    }
-    if chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
+    .await;
+    finish(relayed, upstream, response, close_client, worker)
 }
 
 enum SendError {
@@ -538,7 +517,7 @@ async fn read_response_head<S: ClientIo>(
                         // We answer Expect ourselves, so the engine's own
                         // 100 Continue is not relayed.
                         if response.status != 100 || !request.expect_continue {
-                            let out = response_head_bytes(&response, false, false);
+                            let out = response_head_bytes(&response, BodyOut::AsIs, false);
                             let (result, _) = write_all(&mut client.io, out).await;
                             result.map_err(|_| HeadError::Client)?;
                         }
@@ -560,11 +539,6 @@ async fn read_response_head<S: ClientIo>(
     }
 }
 
-enum Relay {
-    Complete { upstream_reusable: bool },
-    Broken,
-}
-
 /// Sends the response head and relays the body as it arrives.
 async fn relay_body<S: ClientIo>(
     client: &mut Client<S>,
@@ -572,18 +546,18 @@ async fn relay_body<S: ClientIo>(
     framing: Framing,
     head: Vec<u8>,
     pending: Vec<u8>,
-) -> Relay {
+) -> Relayed {
     let tracker = BodyTracker::new(framing);
     match copy_body(upstream, &mut client.io, tracker, head, pending).await {
         // The engine connection is reusable only at a clean message end.
-        Ok(extra) => Relay::Complete {
+        Ok(extra) => Relayed::Complete {
             upstream_reusable: extra.is_empty() && framing != Framing::UntilClose,
         },
         Err(CopyError::Framing(error)) => {
             tracing::warn!(%error, "engine sent a malformed chunked body");
-            Relay::Broken
+            Relayed::Broken
         }
-        Err(_) => Relay::Broken,
+        Err(_) => Relayed::Broken,
     }
 }
 
@@ -637,31 +611,53 @@ fn upstream_head(head: &RequestHead, body: &BodyPlan) -> Vec<u8> {
     out
 }
 
-/// The response head as the client gets it.
-fn response_head_bytes(response: &ResponseHead, upgrade: bool, close: bool) -> Vec<u8> {
+/// How the body after a response head reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyOut {
+    /// Relayed byte for byte: the engine's framing headers stay.
+    AsIs,
+    /// A 101: the connection becomes a tunnel.
+    Upgrade,
+    /// Filtered, so lengths change: re-framed as chunked.
+    Rechunked,
+    /// Filtered for an HTTP/1.0 client: delimited by closing.
+    Unframed,
+}
+
+/// The response head as the client gets it: hop-by-hop fields removed,
+/// framing headers matching `body`, `Connection: close` when `close`.
+fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(response.len() + 32);
     out.extend_from_slice(format!("HTTP/1.1 {} ", response.status).as_bytes());
     out.extend_from_slice(response.reason());
     out.extend_from_slice(b"\r\n");
     let listed = head::connection_listed(response.headers());
+    let reframed = matches!(body, BodyOut::Rechunked | BodyOut::Unframed);
     for (name, value) in response.headers() {
-        let keep_te = name.eq_ignore_ascii_case("transfer-encoding");
+        // The chunked framing of a body relayed as is stays valid.
+        let keep_te = body == BodyOut::AsIs && name.eq_ignore_ascii_case("transfer-encoding");
         if (head::is_hop_by_hop(name) && !keep_te)
+            || (reframed && name.eq_ignore_ascii_case("content-length"))
             || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
         {
             continue;
         }
         push_header(&mut out, name.as_bytes(), value);
     }
-    if upgrade {
-        out.extend_from_slice(b"Connection: Upgrade\r\n");
-        for value in response
-            .headers()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
-        {
-            push_header(&mut out, b"Upgrade", value.1);
+    match body {
+        BodyOut::Upgrade => {
+            out.extend_from_slice(b"Connection: Upgrade\r\n");
+            for (_, value) in response
+                .headers()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+            {
+                push_header(&mut out, b"Upgrade", value);
+            }
         }
-    } else if close {
+        BodyOut::Rechunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyOut::AsIs | BodyOut::Unframed => {}
+    }
+    if close && body != BodyOut::Upgrade {
         out.extend_from_slice(b"Connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -710,48 +706,36 @@ pub async fn read_body<S: ClientIo>(
             write_all(&mut client.io, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
         result.map_err(|_| BodyReadError::Closed)?;
     }
-    match framing {
-        Framing::Empty | Framing::UntilClose => Ok(Vec::new()),
-        Framing::Length(n) => {
-            if n > cap as u64 {
-                return Err(BodyReadError::TooLarge);
-            }
-            let n = n as usize;
-            while client.buf.len() < n {
-                let buf = std::mem::take(&mut client.buf);
-                let spare = (n - buf.len()).min(COPY_BUF);
-                let (result, buf) = read_append(&mut client.io, buf, spare).await;
-                client.buf = buf;
-                match result {
-                    Ok(0) | Err(_) => return Err(BodyReadError::Closed),
-                    Ok(_) => {}
-                }
-            }
-            let rest = client.buf.split_off(n);
-            Ok(std::mem::replace(&mut client.buf, rest))
+    if let Framing::Length(n) = framing {
+        if n > cap as u64 {
+            return Err(BodyReadError::TooLarge);
         }
-        Framing::Chunked => {
-            let mut scanner = ChunkedScanner::new();
-            let mut decoded = Vec::new();
-            loop {
-                let used = scanner
-                    .scan(&client.buf, Some(&mut decoded))
-                    .map_err(BodyReadError::Framing)?;
-                client.buf.drain(..used);
-                if decoded.len() > cap {
-                    return Err(BodyReadError::TooLarge);
-                }
-                if scanner.is_done() {
-                    return Ok(decoded);
-                }
-                let buf = std::mem::take(&mut client.buf);
-                let (result, buf) = read_append(&mut client.io, buf, COPY_BUF).await;
-                client.buf = buf;
-                match result {
-                    Ok(0) | Err(_) => return Err(BodyReadError::Closed),
-                    Ok(_) => {}
-                }
-            }
+    }
+    // Requests have no close-delimited bodies; that framing reads nothing.
+    let framing = if framing == Framing::UntilClose {
+        Framing::Empty
+    } else {
+        framing
+    };
+    let mut tracker = BodyTracker::new(framing);
+    let mut data = Vec::new();
+    loop {
+        let used = tracker
+            .advance_decoding(&client.buf, &mut data)
+            .map_err(BodyReadError::Framing)?;
+        client.buf.drain(..used);
+        if data.len() > cap {
+            return Err(BodyReadError::TooLarge);
+        }
+        if tracker.is_done() {
+            return Ok(data);
+        }
+        let buf = std::mem::take(&mut client.buf);
+        let (result, buf) = read_append(&mut client.io, buf, COPY_BUF).await;
+        client.buf = buf;
+        match result {
+            Ok(0) | Err(_) => return Err(BodyReadError::Closed),
+            Ok(_) => {}
         }
     }
 }
@@ -820,9 +804,25 @@ mod tests {
         let response = head::parse_response(raw.as_bytes(), 65536)
             .unwrap()
             .unwrap();
-        let out = String::from_utf8(response_head_bytes(&response, false, true)).unwrap();
+        let out = String::from_utf8(response_head_bytes(&response, BodyOut::AsIs, true)).unwrap();
         assert!(out.contains("Transfer-Encoding: chunked\r\n"));
         assert!(!out.contains("Keep-Alive"));
         assert!(out.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn filtered_response_head_is_rechunked_without_a_length() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n";
+        let response = head::parse_response(raw.as_bytes(), 65536)
+            .unwrap()
+            .unwrap();
+        let out = response_head_bytes(&response, BodyOut::Rechunked, false);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("Content-Length"), "{out}");
+        assert!(out.ends_with("Transfer-Encoding: chunked\r\n\r\n"), "{out}");
+        let out = response_head_bytes(&response, BodyOut::Unframed, true);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("Content-Length") && !out.contains("Transfer-Encoding"));
+        assert!(out.ends_with("Connection: close\r\n\r\n"), "{out}");
     }
 }

@@ -6,6 +6,15 @@ use super::io::{read_append, write_all, ReadSize};
 use crate::http::body::BodyTracker;
 use crate::http::ParseError;
 
+/// How relaying a response body ended.
+pub enum Relayed {
+    /// The whole body reached the client; the engine connection is at a
+    /// message boundary when `upstream_reusable`.
+    Complete { upstream_reusable: bool },
+    /// Something failed; both connections must be closed.
+    Broken,
+}
+
 /// Why a body copy stopped before the body's end.
 #[derive(Debug)]
 pub enum CopyError {

@@ -15,18 +15,10 @@ use serde_json::value::RawValue;
 use crate::policy::ResponseFilter;
 
 use super::conn::{Client, ClientIo};
+use super::copy::Relayed;
 use super::io::{read_append, write_all, ReadSize};
-use crate::http::chunked::ChunkedScanner;
+use crate::http::body::BodyTracker;
 use crate::http::head::Framing;
-
-/// How a filtered relay ended.
-pub enum Filtered {
-    /// The whole body was filtered and sent; the engine connection is at a
-    /// message boundary when `upstream_reusable`.
-    Complete { upstream_reusable: bool },
-    /// Something failed; both connections must be closed.
-    Broken,
-}
 
 /// Why filtering stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -37,54 +29,6 @@ pub enum FilterError {
     TooLarge(usize),
     #[error("the response is declared JSON but is not: {0}")]
     NotJson(String),
-}
-
-/// Decodes the engine's body framing into plain bytes.
-struct BodyReader {
-    framing: Framing,
-    remaining: u64,
-    scanner: ChunkedScanner,
-    done: bool,
-    /// The engine sent bytes past the end of this response.
-    extra: bool,
-}
-
-impl BodyReader {
-    fn new(framing: Framing) -> Self {
-        let (remaining, done) = match framing {
-            Framing::Length(n) => (n, n == 0),
-            Framing::Empty => (0, true),
-            _ => (0, false),
-        };
-        BodyReader {
-            framing,
-            remaining,
-            scanner: ChunkedScanner::new(),
-            done,
-            extra: false,
-        }
-    }
-
-    /// Appends the body bytes within `raw` to `out`.
-    fn feed(&mut self, raw: &[u8], out: &mut Vec<u8>) -> Result<(), crate::http::ParseError> {
-        match self.framing {
-            Framing::Empty => self.extra |= !raw.is_empty(),
-            Framing::Length(_) => {
-                let take = (raw.len() as u64).min(self.remaining) as usize;
-                out.extend_from_slice(&raw[..take]);
-                self.remaining -= take as u64;
-                self.extra |= take < raw.len();
-                self.done = self.remaining == 0;
-            }
-            Framing::Chunked => {
-                let used = self.scanner.scan(raw, Some(out))?;
-                self.extra |= used < raw.len();
-                self.done = self.scanner.is_done();
-            }
-            Framing::UntilClose => out.extend_from_slice(raw),
-        }
-        Ok(())
-    }
 }
 
 /// Splits complete JSON documents off the front of `pending` and filters
@@ -162,21 +106,25 @@ pub async fn relay<S: ClientIo>(
     filter: &ResponseFilter,
     cap: usize,
     chunked: bool,
-) -> Filtered {
+) -> Relayed {
     let mut size = ReadSize::default();
-    let mut reader = BodyReader::new(framing);
+    let mut reader = BodyTracker::new(framing);
+    let mut extra = false;
     let mut pending = Vec::new();
     let mut frame = head;
     let mut docs = Vec::new();
     let mut raw = leftover;
-    let mut ended = reader.done;
+    let mut ended = reader.is_done();
     loop {
         let had_newline = memchr::memchr(b'\n', &raw).is_some();
-        if let Err(error) = reader.feed(&raw, &mut pending) {
-            tracing::warn!(%error, "engine sent a malformed chunked body");
-            return Filtered::Broken;
+        match reader.advance_decoding(&raw, &mut pending) {
+            Ok(used) => extra |= used < raw.len(),
+            Err(error) => {
+                tracing::warn!(%error, "engine sent a malformed chunked body");
+                return Relayed::Broken;
+            }
         }
-        ended |= reader.done;
+        ended |= reader.is_done();
         // Parse when a document may have ended: dockerd ends each one with
         // a newline; whole-body responses are parsed once at their end.
         if had_newline || ended {
@@ -184,14 +132,14 @@ pub async fn relay<S: ClientIo>(
             if let Err(error) = take_documents(&mut pending, ended, cap, filter, &mut docs) {
                 tracing::error!(%error, "response not sent unfiltered; closing the connection");
                 let _ = write_all(&mut client.io, frame).await;
-                return Filtered::Broken;
+                return Relayed::Broken;
             }
             push_chunk(&mut frame, &docs, chunked);
         } else if pending.len() > cap {
             let error = FilterError::TooLarge(cap);
             tracing::error!(%error, "response not sent unfiltered; closing the connection");
             let _ = write_all(&mut client.io, frame).await;
-            return Filtered::Broken;
+            return Relayed::Broken;
         }
         if ended && chunked {
             frame.extend_from_slice(b"0\r\n\r\n");
@@ -199,14 +147,14 @@ pub async fn relay<S: ClientIo>(
         if !frame.is_empty() {
             let (result, buf) = write_all(&mut client.io, frame).await;
             if result.is_err() {
-                return Filtered::Broken;
+                return Relayed::Broken;
             }
             frame = buf;
             frame.clear();
         }
         if ended {
-            return Filtered::Complete {
-                upstream_reusable: !reader.extra && framing != Framing::UntilClose,
+            return Relayed::Complete {
+                upstream_reusable: !extra && framing != Framing::UntilClose,
             };
         }
         raw.clear();
@@ -217,7 +165,7 @@ pub async fn relay<S: ClientIo>(
         }
         match result {
             Ok(0) if framing == Framing::UntilClose => ended = true,
-            Ok(0) | Err(_) => return Filtered::Broken,
+            Ok(0) | Err(_) => return Relayed::Broken,
             Ok(_) => {}
         }
     }
@@ -277,16 +225,6 @@ mod tests {
             &mut Vec::new(),
         );
         assert!(matches!(result, Err(FilterError::NotJson(_))));
-    }
-
-    #[test]
-    fn decodes_chunked_engine_bodies_before_splitting() {
-        let mut reader = BodyReader::new(Framing::Chunked);
-        let mut plain = Vec::new();
-        reader.feed(b"4\r\n{\"a\"\r\n", &mut plain).unwrap();
-        reader.feed(b"4\r\n:1}\n\r\n0\r\n\r\n", &mut plain).unwrap();
-        assert!(reader.done);
-        assert_eq!(plain, b"{\"a\":1}\n");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use monoio::buf::{IoBuf, IoBufMut};
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 /// Size of the buffers whole bodies are read through for inspection.
@@ -55,23 +55,13 @@ pub async fn read_append<R: AsyncReadRent>(
     (result, slice.into_inner())
 }
 
-/// Writes all of `buf[from..]`, handing the buffer back.
-pub async fn write_from<W: AsyncWriteRent>(
-    io: &mut W,
-    buf: Vec<u8>,
-    from: usize,
-) -> (io::Result<()>, Vec<u8>) {
-    if from >= buf.len() {
+/// Writes all of `buf`, handing the buffer back.
+pub async fn write_all<W: AsyncWriteRent>(io: &mut W, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+    if buf.is_empty() {
         return (Ok(()), buf);
     }
-    let end = buf.len();
-    let (result, slice) = io.write_all(buf.slice(from..end)).await;
-    (result.map(|_| ()), slice.into_inner())
-}
-
-/// Writes all of `buf`.
-pub async fn write_all<W: AsyncWriteRent>(io: &mut W, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-    write_from(io, buf, 0).await
+    let (result, buf) = io.write_all(buf).await;
+    (result.map(|_| ()), buf)
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ pub mod listen;
 pub mod signals;
 mod snapshot;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -311,9 +310,4 @@ fn ping_engine(socket: &SocketChoice) -> Result<(), String> {
     } else {
         Err(format!("{}: _ping did not answer 200", path.display()))
     }
-}
-
-/// Address text for logs, with IPv6 in brackets.
-pub fn show_addr(addr: &SocketAddr) -> String {
-    addr.to_string()
 }

@@ -46,10 +46,6 @@ impl Pool {
         }
     }
 
-    pub fn socket(&self) -> &SocketChoice {
-        &self.socket
-    }
-
     /// A live pooled connection, or a new one.
     pub async fn checkout(&self) -> Result<Conn, Error> {
         if let Some(stream) = self.take_idle() {
@@ -88,11 +84,6 @@ impl Pool {
         if idle.len() < MAX_IDLE {
             idle.push((stream, Instant::now()));
         }
-    }
-
-    /// Connections currently idle in this core's pool.
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().len()
     }
 
     fn take_idle(&self) -> Option<UnixStream> {
