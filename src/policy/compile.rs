@@ -82,8 +82,13 @@ impl Policy {
             return Err(errors);
         }
         compiled.sort_by_key(|rule| std::cmp::Reverse(rule.priority));
+        let body_scan = compiled
+            .iter()
+            .rposition(|rule| rule.conditions.iter().any(|c| c.uses_body()))
+            .map_or(0, |last| last + 1);
         Ok(Policy {
             rules: compiled,
+            body_scan,
             default_action,
             limits,
         })

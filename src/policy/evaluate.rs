@@ -29,10 +29,13 @@ impl Policy {
     ///
     /// Body conditions count as unknown; a rule whose other conditions
     /// already fail does not need the body. Rules after one that certainly
-    /// stops evaluation only matter when they are response filters.
+    /// stops evaluation only matter when they are response filters. Rules
+    /// after the last one with a body condition cannot need the body, so
+    /// they are not evaluated here (a GET to a policy whose body rules come
+    /// first costs a few comparisons, not a second pass).
     pub fn needs_body(&self, req: &Request) -> bool {
         let mut stopped = false;
-        for rule in &self.rules {
+        for rule in &self.rules[..self.body_scan] {
             let is_filter = matches!(rule.action, Action::ResponseFilter(_));
             if stopped && !is_filter {
                 continue;

@@ -34,6 +34,9 @@ use condition::Node;
 pub struct Policy {
     /// Rules in evaluation order: descending priority, then file order.
     rules: Vec<Rule>,
+    /// Number of leading rules that [`Policy::needs_body`] must look at:
+    /// up to and including the last rule with a body condition (0: none).
+    body_scan: usize,
     default_action: DefaultAction,
     limits: Arc<RateLimitState>,
 }
