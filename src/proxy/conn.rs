@@ -250,18 +250,8 @@ async fn forward<S: ClientIo>(
     let mut attempt = 0;
     let (mut upstream, response, leftover) = loop {
         attempt += 1;
-        let conn = match if attempt == 1 {
-            worker.pool.checkout().await
-        } else {
-            worker
-                .pool
-                .connect()
-                .await
-                .map(|stream| crate::upstream::pool::Conn {
-                    stream,
-                    reused: false,
-                })
-        } {
+        // A retry never takes a pooled connection.
+        let conn = match worker.pool.checkout(attempt > 1).await {
             Ok(conn) => conn,
             Err(error) => {
                 worker.count_upstream_error();

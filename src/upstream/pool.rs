@@ -46,9 +46,11 @@ impl Pool {
         }
     }
 
-    /// A live pooled connection, or a new one.
-    pub async fn checkout(&self) -> Result<Conn, Error> {
-        if let Some(stream) = self.take_idle() {
+    /// A live pooled connection, or a new one; always a new one when
+    /// `fresh`.
+    pub async fn checkout(&self, fresh: bool) -> Result<Conn, Error> {
+        let pooled = if fresh { None } else { self.take_idle() };
+        if let Some(stream) = pooled {
             return Ok(Conn {
                 stream,
                 reused: true,
@@ -61,7 +63,7 @@ impl Pool {
     }
 
     /// A new connection, never one from the pool.
-    pub async fn connect(&self) -> Result<UnixStream, Error> {
+    async fn connect(&self) -> Result<UnixStream, Error> {
         let path = self
             .socket
             .current()
