@@ -198,7 +198,7 @@ fn config_without_auth_section_uses_the_environment_secret() {
         .options()
         .without_auth_section()
         .env("DOCKER_PROXY_SECRET", "env-only-secret-1")
-        .with_rules(&role_rules(&["admin"]))
+        .rules(&role_rules(&["admin"]))
         .start();
     assert_401(&proxy.request(&get(PROBE, None)));
     assert_eq!(
@@ -214,7 +214,7 @@ fn auth_type_none_serves_without_credentials() {
     let proxy = engine
         .options()
         .auth("auth:\n  type: none\n")
-        .with_rules(&role_rules(&["admin", "user"]))
+        .rules(&role_rules(&["admin", "user"]))
         .start();
     // No role at all: none of the role rules match.
     assert_eq!(seen(&proxy, None), "200");
@@ -232,7 +232,7 @@ fn auth_type_none_with_secret_in_environment_requires_the_secret_and_warns() {
         .options()
         .auth("auth:\n  type: none\n")
         .env("DOCKER_PROXY_SECRET", "contradicting-secret-9")
-        .with_rules(&role_rules(&["admin"]))
+        .rules(&role_rules(&["admin"]))
         .start();
     assert_401(&proxy.request(&get(PROBE, None)));
     assert_401(&proxy.request(&get(PROBE, Some("Bearer nope"))));
@@ -302,7 +302,7 @@ fn bearer_with_empty_tokens_still_accepts_the_environment_secret() {
         .options()
         .auth("auth:\n  tokens: []\n")
         .env("DOCKER_PROXY_SECRET", "rescue-secret-3")
-        .with_rules(&role_rules(&["admin"]))
+        .rules(&role_rules(&["admin"]))
         .start();
     assert_eq!(
         seen(&proxy, Some(&bearer("rescue-secret-3"))),
@@ -322,7 +322,7 @@ fn bearer_checks_tokens_first_and_token_roles_win_over_the_secret() {
     let proxy = engine
         .options()
         .auth(auth)
-        .with_rules(&role_rules(&["admin", "ci", "viewer", "user"]))
+        .rules(&role_rules(&["admin", "ci", "viewer", "user"]))
         .start();
     assert_eq!(seen(&proxy, Some("Bearer tok-ci-1")), "role is ci");
     // The secret's value is also a token: the token (and its role) wins.
@@ -367,7 +367,7 @@ fn environment_secret_overrides_the_file_secret_and_tokens_still_work() {
         .options()
         .auth(auth)
         .env("DOCKER_PROXY_SECRET", "env-secret-8")
-        .with_rules(&role_rules(&["admin", "ops"]))
+        .rules(&role_rules(&["admin", "ops"]))
         .start();
     assert_eq!(seen(&proxy, Some("Bearer env-secret-8")), "role is admin");
     assert_eq!(seen(&proxy, Some("Bearer file-secret-5")), "401");
@@ -469,11 +469,11 @@ fn secrets_never_appear_in_logs_audit_records_metrics_or_responses() {
         .auth(&auth)
         .env("DOCKER_PROXY_SECRET", env_secret)
         .env("RUST_LOG", "debug")
-        .with_global(&format!(
+        .global(&format!(
             "audit_log: {}\nmetrics:\n  enabled: true",
             audit.display()
         ))
-        .with_rules(&role_rules(&["user"]))
+        .rules(&role_rules(&["user"]))
         .start();
 
     let mut bodies = Vec::new();

@@ -270,12 +270,7 @@ fn events_stream_delivers_events_caused_during_the_test() {
     let proxy = Proxy::engine();
     let first = ContainerGuard::new("events1");
     let second = ContainerGuard::new("events2");
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .saturating_sub(2)
-        .to_string();
+    let since = support::events_since();
     let mut events = proxy
         .cli(&[
             "events",

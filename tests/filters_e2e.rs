@@ -246,12 +246,7 @@ fn events_stream_filters_each_event_as_it_happens() {
     let second = ContainerGuard::new("fev2");
     // Events from just before the stream opened are replayed, so the first
     // create cannot be missed; the second happens after a line was seen.
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        .saturating_sub(2)
-        .to_string();
+    let since = support::events_since();
     let mut events = proxy
         .cli(&[
             "events",

@@ -18,11 +18,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::ops::{
-    get_request, get_with_token, is_rfc3339_utc, json_lines, read_audit, wait_audit, Metrics,
+    get_request, get_with_token, is_rfc3339_utc, json_lines, read_audit, recording_engine,
+    wait_audit, Metrics,
 };
 use support::{
-    recording_handler, Cli, ContainerGuard, EngineRequest, FakeEngine, Proxy, ProxyOptions,
-    RawClient, Response, ENGINE_SOCKET, IMAGE, TEST_LABEL,
+    Cli, ContainerGuard, FakeEngine, Proxy, ProxyOptions, RawClient, Response, ENGINE_SOCKET,
+    IMAGE, TEST_LABEL,
 };
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -77,17 +78,6 @@ const POLICY: &str = r#"rules:
         operator: equals
         value: /images/json
 "#;
-
-struct Setup {
-    engine: FakeEngine,
-    seen: Arc<Mutex<Vec<EngineRequest>>>,
-}
-
-fn recording_engine() -> Setup {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let engine = FakeEngine::start(recording_handler(seen.clone()));
-    Setup { engine, seen }
-}
 
 fn with_token(target: &str, token: &str) -> Vec<u8> {
     get_with_token(

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::ops::{get_request, wait_audit};
-use support::{recording_handler, EngineRequest, FakeEngine, Proxy, Response};
+use support::ops::{get_request, recording_engine, wait_audit};
+use support::{Proxy, Response};
 
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
@@ -36,28 +36,6 @@ fn limit_rule(requests: u32, period: u64, penalty: u64, dry_run: bool) -> String
         value: /containers/json
 "#
     )
-}
-
-struct Setup {
-    engine: FakeEngine,
-    seen: Arc<Mutex<Vec<EngineRequest>>>,
-}
-
-fn recording_engine() -> Setup {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let engine = FakeEngine::start(recording_handler(seen.clone()));
-    Setup { engine, seen }
-}
-
-impl Setup {
-    fn forwarded(&self, target: &str) -> usize {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.target == target)
-            .count()
-    }
 }
 
 const LIST: &str = "/v1.41/containers/json";

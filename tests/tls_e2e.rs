@@ -150,7 +150,7 @@ fn docker_cli_runs_version_and_ps_over_tls() {
     require_engine!();
     let pki = Pki::new();
     let proxy = ProxyOptions::new(ENGINE_SOCKET)
-        .with_global(&pki.tls_yaml(false))
+        .global(&pki.tls_yaml(false))
         .start();
     let version = docker_tls(
         &proxy,
@@ -198,7 +198,7 @@ fn docker_cli_over_tls_with_a_bearer_token_header() {
     require_engine!();
     let pki = Pki::new();
     let proxy = ProxyOptions::new(ENGINE_SOCKET)
-        .with_global(&pki.tls_yaml(false))
+        .global(&pki.tls_yaml(false))
         .auth("auth:\n  tokens:\n    - {token: tls-bearer-1, role: admin}\n")
         .start();
     let config = tempfile::tempdir().expect("temporary directory");
@@ -231,7 +231,7 @@ fn tls_12_and_tls_13_both_negotiate_http11() {
             conn.respond(200, "application/json", b"{\"ok\":true}");
         }
     });
-    let proxy = engine.options().with_global(&pki.tls_yaml(false)).start();
+    let proxy = engine.options().global(&pki.tls_yaml(false)).start();
     for (version, expected) in [
         (Version::Tls12, rustls::ProtocolVersion::TLSv1_2),
         (Version::Tls13, rustls::ProtocolVersion::TLSv1_3),
@@ -264,9 +264,9 @@ fn mtls_auth(default_role: Option<&str>) -> String {
 
 fn mtls_proxy(pki: &Pki, socket: &std::path::Path, default_role: Option<&str>) -> Proxy {
     ProxyOptions::new(socket)
-        .with_global(&pki.tls_yaml(true))
+        .global(&pki.tls_yaml(true))
         .auth(&mtls_auth(default_role))
-        .with_rules(&role_rules(&[
+        .rules(&role_rules(&[
             "ops",
             "builder",
             "guest",
@@ -385,7 +385,7 @@ fn require_client_cert_refuses_clients_without_one_at_the_handshake() {
     });
     let tls = format!("{}  require_client_cert: true\n", pki.tls_yaml(true));
     let proxy = ProxyOptions::new(&engine.path)
-        .with_global(&tls)
+        .global(&tls)
         .auth(&mtls_auth(Some("guest")))
         .start();
     let without = client_config(&pki.ca.cert_pem, None, Version::Any);
@@ -471,7 +471,7 @@ fn docker_cli_over_mutual_tls_gets_its_role_from_the_certificate() {
 fn mtls_without_a_client_ca_is_a_startup_error() {
     let pki = Pki::new();
     let options = ProxyOptions::new(ENGINE_SOCKET)
-        .with_global(&pki.tls_yaml(false))
+        .global(&pki.tls_yaml(false))
         .auth(&mtls_auth(None));
     let out = options.start_expecting_exit();
     assert!(!out.success(), "started mtls without client_ca");
@@ -523,7 +523,7 @@ fn tls_options(
     if let Some(ca) = ca {
         yaml.push_str(&format!("  client_ca: {}\n", ca.display()));
     }
-    ProxyOptions::new(ENGINE_SOCKET).with_global(&yaml)
+    ProxyOptions::new(ENGINE_SOCKET).global(&yaml)
 }
 
 #[test]
@@ -668,7 +668,7 @@ fn bind_config(bind: &str, tls: &str) -> ProxyOptions {
         "global:\n  port: 2376\n  bind: \"{bind}\"\n  socket: {ENGINE_SOCKET}\n{tls}\
          auth:\n  tokens:\n    - {{token: t-1, role: admin}}\n"
     );
-    ProxyOptions::new(ENGINE_SOCKET).with_config_text(&text)
+    ProxyOptions::new(ENGINE_SOCKET).config_file(&text)
 }
 
 #[test]

@@ -142,6 +142,17 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
 }
 
 /// A name no other test (or earlier run) uses.
+/// A `docker events --since` value two seconds back, so that an event
+/// caused right after the stream opens (or just before) is never missed.
+pub fn events_since() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .saturating_sub(2)
+        .to_string()
+}
+
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now()

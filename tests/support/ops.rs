@@ -97,6 +97,32 @@ impl Proxy {
     }
 }
 
+// === a fake engine that records what reaches it ===
+
+/// A fake engine answering 200 to everything and recording each request.
+pub struct Recording {
+    pub engine: FakeEngine,
+    pub seen: Arc<Mutex<Vec<EngineRequest>>>,
+}
+
+impl Recording {
+    /// How many requests for exactly `target` reached the engine.
+    pub fn forwarded(&self, target: &str) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target == target)
+            .count()
+    }
+}
+
+pub fn recording_engine() -> Recording {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engine = FakeEngine::start(super::recording_handler(seen.clone()));
+    Recording { engine, seen }
+}
+
 // === requests ===
 
 /// A client connection to `addr` from the local address `local`, so that

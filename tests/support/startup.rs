@@ -89,25 +89,3 @@ fn run_to_exit(mut command: Command, description: &str) -> Output {
         stderr: stderr.join().unwrap_or_default(),
     }
 }
-
-// Setters for the config parts the auth and TLS tests need. They write the
-// same fields as `ops.rs`'s `global`/`rules`, so the two can be mixed.
-impl ProxyOptions {
-    /// Adds YAML under `global` (several lines allowed; indented here).
-    pub fn with_global(mut self, yaml: &str) -> Self {
-        self.global_yaml.push(yaml.to_owned());
-        self
-    }
-
-    /// Sets the top-level `rules:` section (text starting with `rules:`).
-    pub fn with_rules(mut self, yaml: &str) -> Self {
-        self.rules_yaml = Some(yaml.to_owned());
-        self
-    }
-
-    /// Uses this complete config file instead of the generated one.
-    pub fn with_config_text(mut self, yaml: &str) -> Self {
-        self.config_text = Some(yaml.to_owned());
-        self
-    }
-}
