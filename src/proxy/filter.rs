@@ -10,7 +10,6 @@
 //! sent unfiltered: the connection is closed.
 
 use monoio::net::UnixStream;
-use serde_json::value::RawValue;
 
 use crate::policy::ResponseFilter;
 
@@ -34,6 +33,10 @@ pub enum FilterError {
 /// Splits complete JSON documents off the front of `pending` and filters
 /// each into `out`, one per line. With `at_end`, what is left must be
 /// whitespace or one document.
+///
+/// Each document is checked, delimited and filtered in one pass over its
+/// bytes; a document still incomplete is passed over again, from its start,
+/// when more bytes have come.
 pub fn take_documents(
     pending: &mut Vec<u8>,
     at_end: bool,
@@ -42,40 +45,36 @@ pub fn take_documents(
     out: &mut Vec<u8>,
 ) -> Result<(), FilterError> {
     let mut consumed = 0;
-    {
-        let mut stream = serde_json::Deserializer::from_slice(pending).into_iter::<&RawValue>();
-        loop {
-            match stream.next() {
-                Some(Ok(doc)) => {
-                    let end = stream.byte_offset();
-                    if end - consumed > cap {
-                        return Err(FilterError::TooLarge(cap));
-                    }
-                    filter
-                        .apply_raw(doc, out)
-                        .map_err(|e| FilterError::NotJson(e.to_string()))?;
-                    out.push(b'\n');
-                    consumed = end;
-                }
-                Some(Err(e)) if e.is_eof() && !at_end => break,
-                Some(Err(e)) => return Err(FilterError::NotJson(e.to_string())),
-                None => {
-                    consumed = pending.len();
-                    break;
-                }
+    loop {
+        // Whitespace between documents does not count towards the cap.
+        consumed += pending[consumed..]
+            .iter()
+            .take_while(|&&b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .count();
+        let rest = &pending[consumed..];
+        if rest.is_empty() {
+            break;
+        }
+        // One byte past the cap is enough to know a document is too large.
+        let window = &rest[..rest.len().min(cap.saturating_add(1))];
+        let input_ends = at_end && window.len() == rest.len();
+        match filter.filter_document(window, input_ends, out) {
+            Ok(Some(len)) if len > cap => return Err(FilterError::TooLarge(cap)),
+            Ok(Some(len)) => {
+                out.push(b'\n');
+                consumed += len;
             }
+            Ok(None) if window.len() > cap => return Err(FilterError::TooLarge(cap)),
+            Ok(None) if at_end => {
+                return Err(FilterError::NotJson(
+                    "the body ends inside a JSON document".to_owned(),
+                ))
+            }
+            Ok(None) => break,
+            Err(error) => return Err(FilterError::NotJson(error.to_string())),
         }
     }
     pending.drain(..consumed);
-    // Skip whitespace between documents so it does not count towards the cap.
-    let blank = pending
-        .iter()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count();
-    pending.drain(..blank);
-    if pending.len() > cap {
-        return Err(FilterError::TooLarge(cap));
-    }
     Ok(())
 }
 
@@ -205,6 +204,41 @@ mod tests {
     }
 
     #[test]
+    fn output_does_not_depend_on_where_the_body_is_cut() {
+        let body: &[u8] = b"{\"Config\":{\"Env\":[\"A=1\"]},\"n\":12}\n\n [{\"Config\":\
+              {\"Env\":\"\xc3\xa9\"}}]\r\n{\"x\":true}{\"Config\":{\"Env\":{\"k\":1}}}\n";
+        let mut whole = Vec::new();
+        take_documents(&mut body.to_vec(), true, 1 << 20, &redact_env(), &mut whole).unwrap();
+        assert_eq!(
+            String::from_utf8(whole.clone()).unwrap(),
+            "{\"Config\":{\"Env\":[\"***REDACTED***\"]},\"n\":12}\n\
+             [{\"Config\":{\"Env\":\"***REDACTED***\"}}]\n{\"x\":true}\n\
+             {\"Config\":{\"Env\":{\"k\":0}}}\n"
+        );
+        for cut in 0..body.len() {
+            let mut pending = body[..cut].to_vec();
+            let mut out = Vec::new();
+            take_documents(&mut pending, false, 1 << 20, &redact_env(), &mut out).unwrap();
+            pending.extend_from_slice(&body[cut..]);
+            take_documents(&mut pending, true, 1 << 20, &redact_env(), &mut out).unwrap();
+            assert_eq!(out, whole, "cut at {cut}");
+            assert!(pending.is_empty());
+        }
+    }
+
+    #[test]
+    fn documents_up_to_the_cap_pass() {
+        let doc = b"{\"Config\":{\"Env\":[\"A=1\"]}}";
+        let mut out = Vec::new();
+        let mut pending = [&doc[..], b"\n", doc].concat();
+        take_documents(&mut pending, true, doc.len(), &redact_env(), &mut out).unwrap();
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 2);
+        let mut pending = doc.to_vec();
+        let result = take_documents(&mut pending, true, doc.len() - 1, &redact_env(), &mut out);
+        assert!(matches!(result, Err(FilterError::TooLarge(_))));
+    }
+
+    #[test]
     fn refuses_documents_over_the_cap() {
         let mut pending = format!("{{\"a\":\"{}\"", "x".repeat(100)).into_bytes();
         let result = take_documents(&mut pending, false, 50, &redact_env(), &mut Vec::new());
@@ -220,6 +254,15 @@ mod tests {
         let result = take_documents(
             &mut truncated,
             true,
+            1 << 20,
+            &redact_env(),
+            &mut Vec::new(),
+        );
+        assert!(matches!(result, Err(FilterError::NotJson(_))));
+        let mut trailing = b"{\"a\":1}\n}".to_vec();
+        let result = take_documents(
+            &mut trailing,
+            false,
             1 << 20,
             &redact_env(),
             &mut Vec::new(),
