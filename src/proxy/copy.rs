@@ -1,8 +1,10 @@
 //! Copying one message body from one socket to another as it arrives.
+//!
+//! The next buffer is read while the previous one is being written.
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::{read_append, write_all, ReadSize};
+use super::io::{write_all, write_while_reading, ReadSize};
 use crate::http::body::BodyTracker;
 use crate::http::ParseError;
 
@@ -39,6 +41,7 @@ pub async fn copy_body<R: AsyncReadRent, W: AsyncWriteRent>(
     let mut size = ReadSize::default();
     let mut out = head;
     loop {
+        // `pending` holds bytes just read; the body's share joins `out`.
         let used = tracker.advance(&pending).map_err(CopyError::Framing)?;
         let extra = pending.split_off(used);
         if out.is_empty() {
@@ -46,23 +49,24 @@ pub async fn copy_body<R: AsyncReadRent, W: AsyncWriteRent>(
         } else {
             out.extend_from_slice(&pending);
         }
-        if !out.is_empty() {
-            let (result, buf) = write_all(to, out).await;
-            result.map_err(|_| CopyError::Write)?;
-            out = buf;
-        }
         if tracker.is_done() {
+            let (result, _) = write_all(to, out).await;
+            result.map_err(|_| CopyError::Write)?;
             return Ok(extra);
         }
-        // Reuse the written buffer for the next read.
-        out.clear();
-        let (result, buf) = read_append(from, out, size.get()).await;
-        pending = buf;
-        out = Vec::new();
+        // The body has not ended, so no byte past it was read: `pending`
+        // holds nothing `out` lacks and is reused for the next read.
+        pending.clear();
+        let (written, (result, read)) = write_while_reading(to, out, from, pending, size.get())
+            .await
+            .map_err(|_| CopyError::Write)?;
         match result {
             Ok(0) if tracker.ends_at_eof() => return Ok(Vec::new()),
             Ok(0) | Err(_) => return Err(CopyError::Read),
             Ok(n) => size.observe(n),
         }
+        out = written;
+        out.clear();
+        pending = read;
     }
 }

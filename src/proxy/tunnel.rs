@@ -15,7 +15,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::UnixStream;
 
 use super::conn::{Client, ClientIo};
-use super::io::{read_append, write_all, ReadSize};
+use super::io::{write_all, write_while_reading, ReadSize};
 
 /// Copies bytes both ways until the engine closes, either side fails, or
 /// the tunnel idles out.
@@ -85,17 +85,21 @@ fn peer_closed(fd: RawFd) -> bool {
 }
 
 /// Copies until end of stream, then shuts down the writer (half-close).
+/// The next buffer is read while the previous one is being written.
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     mut from: R,
     mut to: W,
     last: Rc<Cell<Instant>>,
 ) -> Ended {
     let mut size = ReadSize::default();
-    let mut buf = Vec::new();
+    let mut full = Vec::new();
+    let mut spare = Vec::new();
     let ended = loop {
-        buf.clear();
-        let (result, next) = read_append(&mut from, buf, size.get()).await;
-        buf = next;
+        let Ok((written, (result, read))) =
+            write_while_reading(&mut to, full, &mut from, spare, size.get()).await
+        else {
+            break Ended::Failed;
+        };
         match result {
             Ok(0) => break Ended::Eof,
             Err(_) => break Ended::Failed,
@@ -104,11 +108,9 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
                 last.set(Instant::now());
             }
         }
-        let (result, next) = write_all(&mut to, buf).await;
-        buf = next;
-        if result.is_err() {
-            break Ended::Failed;
-        }
+        full = read;
+        spare = written;
+        spare.clear();
     };
     let _ = to.shutdown().await;
     ended
