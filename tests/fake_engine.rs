@@ -45,6 +45,55 @@ fn write_byte_by_byte(conn: &mut EngineConn, bytes: &[u8]) {
     }
 }
 
+/// How the proxy moves bulk bytes (`DOCKER_PROXY_BULK_COPY`). Tests of
+/// streams and large bodies run with both.
+#[derive(Debug, Clone, Copy)]
+enum Bulk {
+    Splice,
+    Buffered,
+}
+
+impl Bulk {
+    fn proxy(self, engine: &FakeEngine, driver: Driver) -> support::Proxy {
+        let mode = match self {
+            Bulk::Splice => "splice",
+            Bulk::Buffered => "buffered",
+        };
+        engine
+            .options()
+            .driver(driver)
+            .env("DOCKER_PROXY_BULK_COPY", mode)
+            .start()
+    }
+}
+
+/// Like `on_both_drivers!`, for each bulk copy mode as well.
+macro_rules! on_both_drivers_and_copies {
+    ($($name:ident => $body:path;)+) => {
+        $(
+            mod $name {
+                use super::*;
+                #[test]
+                fn splice_io_uring() {
+                    $body(Driver::Default, Bulk::Splice)
+                }
+                #[test]
+                fn splice_epoll() {
+                    $body(Driver::Epoll, Bulk::Splice)
+                }
+                #[test]
+                fn buffered_io_uring() {
+                    $body(Driver::Default, Bulk::Buffered)
+                }
+                #[test]
+                fn buffered_epoll() {
+                    $body(Driver::Epoll, Bulk::Buffered)
+                }
+            }
+        )+
+    };
+}
+
 // === framing ===
 
 fn chunked_response_split_at_every_byte(driver: Driver) {
@@ -249,7 +298,7 @@ fn assert_upgrade_headers_kept(seen: &Mutex<Seen>) {
     assert_eq!(upgrade, "tcp");
 }
 
-fn client_half_close_reaches_engine_which_can_still_send(driver: Driver) {
+fn client_half_close_reaches_engine_which_can_still_send(driver: Driver, bulk: Bulk) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let engine = upgrade_engine(seen.clone(), |conn, seen| {
         // Read until the client's half-close arrives as EOF.
@@ -263,7 +312,7 @@ fn client_half_close_reaches_engine_which_can_still_send(driver: Driver) {
         seen.lock().unwrap().eof = true;
         conn.write(b"after-eof");
     });
-    let proxy = engine.proxy(driver);
+    let proxy = bulk.proxy(&engine, driver);
     let mut client = start_upgrade(&proxy);
     client.send(b"tail");
     client.shutdown_write();
@@ -281,13 +330,13 @@ fn client_half_close_reaches_engine_which_can_still_send(driver: Driver) {
     assert_eq!(seen.received, b"tail");
 }
 
-fn engine_close_finishes_client_promptly(driver: Driver) {
+fn engine_close_finishes_client_promptly(driver: Driver, bulk: Bulk) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let engine = upgrade_engine(seen.clone(), |conn, _| {
         conn.write(b"bye");
         // Returning drops (closes) the engine connection.
     });
-    let proxy = engine.proxy(driver);
+    let proxy = bulk.proxy(&engine, driver);
     let mut client = start_upgrade(&proxy);
     assert_eq!(client.read_bytes(3), b"bye");
     let started = Instant::now();
@@ -298,7 +347,7 @@ fn engine_close_finishes_client_promptly(driver: Driver) {
     assert_upgrade_headers_kept(&seen);
 }
 
-fn engine_half_close_reaches_client_which_can_still_send(driver: Driver) {
+fn engine_half_close_reaches_client_which_can_still_send(driver: Driver, bulk: Bulk) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let engine = upgrade_engine(seen.clone(), |conn, seen| {
         conn.write(b"output-done");
@@ -313,7 +362,7 @@ fn engine_half_close_reaches_client_which_can_still_send(driver: Driver) {
         }
         seen.lock().unwrap().eof = true;
     });
-    let proxy = engine.proxy(driver);
+    let proxy = bulk.proxy(&engine, driver);
     let mut client = start_upgrade(&proxy);
     assert_eq!(client.read_bytes(11), b"output-done");
     client
@@ -332,12 +381,125 @@ fn engine_half_close_reaches_client_which_can_still_send(driver: Driver) {
     );
 }
 
-on_both_drivers! {
+/// Sends `total` pattern bytes in uneven pieces (so reads and splices
+/// straddle block edges).
+fn send_pattern(out: &mut impl Write, total: u64) -> std::io::Result<()> {
+    let block = pattern_block();
+    let mut sent = 0u64;
+    let mut piece = 1usize;
+    while sent < total {
+        let at = (sent % BLOCK as u64) as usize;
+        let n = piece.min(BLOCK - at).min((total - sent) as usize);
+        out.write_all(&block[at..at + n])?;
+        sent += n as u64;
+        piece = piece * 7 % 300_007 + 1;
+    }
+    Ok(())
+}
+
+/// Reads to end of stream after `already` (bytes read before), checking
+/// every byte against the pattern. Returns the count.
+fn receive_pattern(already: &[u8], input: &mut impl std::io::Read) -> u64 {
+    let mut offset = 0u64;
+    let mut check = |bytes: &[u8]| {
+        for (i, byte) in bytes.iter().enumerate() {
+            let at = offset + i as u64;
+            assert_eq!(*byte, (at % 251) as u8, "stream corrupted at offset {at}");
+        }
+        offset += bytes.len() as u64;
+    };
+    check(already);
+    let mut chunk = vec![0u8; 200_000];
+    loop {
+        match input.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => check(&chunk[..n]),
+        }
+    }
+    offset
+}
+
+const BOTH_WAYS: u64 = 48 << 20;
+
+/// Bulk bytes both ways at once through one upgraded stream, each side
+/// half-closing when done: every byte arrives, in order, in each direction.
+fn bulk_both_ways_with_half_closes(driver: Driver, bulk: Bulk) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let engine_got = Arc::new(Mutex::new(None));
+    let got = engine_got.clone();
+    let engine = upgrade_engine(seen, move |conn, _| {
+        let mut reader = conn.stream.try_clone().expect("clone engine stream");
+        let already = conn.take_pending();
+        let counter = thread::spawn(move || receive_pattern(&already, &mut reader));
+        if send_pattern(&mut conn.stream, BOTH_WAYS).is_ok() {
+            let _ = conn.stream.shutdown(std::net::Shutdown::Write);
+        }
+        *got.lock().unwrap() = counter.join().ok();
+    });
+    let proxy = bulk.proxy(&engine, driver);
+    let mut client = start_upgrade(&proxy);
+    let mut writer = client.stream.try_clone().expect("clone client stream");
+    let sender = thread::spawn(move || {
+        send_pattern(&mut writer, BOTH_WAYS).expect("client sends");
+        writer
+            .shutdown(std::net::Shutdown::Write)
+            .expect("half-close");
+    });
+    let already = client.pending().to_vec();
+    let received = receive_pattern(&already, &mut client.stream);
+    sender.join().expect("client sender");
+    assert_eq!(received, BOTH_WAYS, "engine->client bytes");
+    let counted = support::wait_for(Duration::from_secs(10), || *engine_got.lock().unwrap());
+    assert_eq!(counted, Some(BOTH_WAYS), "client->engine bytes");
+}
+
+/// Descriptors of `pid` that are pipes.
+fn pipes_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the proxy's descriptors")
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+/// A spliced stream holds a pipe only while bytes flow: quiet streams
+/// (the usual attach or logs session between outputs) cost no descriptors
+/// beyond their two sockets.
+fn quiet_spliced_streams_hold_no_pipes(driver: Driver) {
+    let (release, gate) = gate();
+    let engine = upgrade_engine(Arc::new(Mutex::new(Seen::default())), move |conn, _| {
+        gate.wait();
+        conn.write(b"done");
+    });
+    let proxy = Bulk::Splice.proxy(&engine, driver);
+    let before = pipes_of(proxy.pid());
+    let mut clients: Vec<_> = (0..8).map(|_| start_upgrade(&proxy)).collect();
+    // Every stream has moved bytes both ways and now waits.
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        pipes_of(proxy.pid()),
+        before,
+        "pipes held by 8 quiet upgraded streams"
+    );
+    for _ in 0..clients.len() {
+        release.send(()).unwrap();
+    }
+    for client in &mut clients {
+        assert_eq!(client.read_bytes(4), b"done");
+    }
+}
+
+on_both_drivers_and_copies! {
     upgrade_engine_half_close_lets_the_client_keep_sending =>
         engine_half_close_reaches_client_which_can_still_send;
     upgrade_client_half_close_reaches_engine_which_can_still_send =>
         client_half_close_reaches_engine_which_can_still_send;
     upgrade_engine_close_finishes_the_client_promptly => engine_close_finishes_client_promptly;
+    upgrade_moves_bulk_both_ways_then_half_closes => bulk_both_ways_with_half_closes;
+}
+
+on_both_drivers! {
+    quiet_spliced_upgraded_streams_hold_no_pipes => quiet_spliced_streams_hold_no_pipes;
 }
 
 // === upstream pool and failures ===
@@ -512,9 +674,9 @@ fn upload_engine() -> FakeEngine {
     })
 }
 
-fn upload(driver: Driver, chunked: bool) {
+fn upload(driver: Driver, bulk: Bulk, chunked: bool) {
     let engine = upload_engine();
-    let proxy = engine.proxy(driver);
+    let proxy = bulk.proxy(&engine, driver);
     let mut client = proxy.connect();
     let framing = if chunked {
         "Transfer-Encoding: chunked".to_owned()
@@ -554,15 +716,15 @@ fn upload(driver: Driver, chunked: bool) {
     );
 }
 
-fn upload_content_length(driver: Driver) {
-    upload(driver, false)
+fn upload_content_length(driver: Driver, bulk: Bulk) {
+    upload(driver, bulk, false)
 }
 
-fn upload_chunked(driver: Driver) {
-    upload(driver, true)
+fn upload_chunked(driver: Driver, bulk: Bulk) {
+    upload(driver, bulk, true)
 }
 
-fn download(driver: Driver) {
+fn download(driver: Driver, bulk: Bulk) {
     let engine = FakeEngine::start(|conn| {
         if conn.read_request().is_none() {
             return;
@@ -581,7 +743,7 @@ fn download(driver: Driver) {
             left -= n as u64;
         }
     });
-    let proxy = engine.proxy(driver);
+    let proxy = bulk.proxy(&engine, driver);
     let mut client = proxy.connect();
     client.send(&get("/containers/x/archive?path=/"));
     let head = client.read_head();
@@ -605,10 +767,64 @@ fn download(driver: Driver) {
     );
 }
 
-on_both_drivers! {
+/// A request pipelined right behind a long Content-Length body, in the
+/// same write: the copy (spliced or not) stops at the body's end and the
+/// proxy handles the next request itself.
+fn request_pipelined_after_a_long_body(driver: Driver, bulk: Bulk) {
+    const LENGTH: usize = (3 << 20) + 13;
+    let engine = FakeEngine::start(|conn| {
+        while let Some(request) = conn.read_head() {
+            let mut offset = 0u64;
+            let Some(total) = conn.drain_body(&request, |slice| {
+                check_slice(offset, slice);
+                offset += slice.len() as u64;
+            }) else {
+                return;
+            };
+            // The proxy drops headers named in Connection; seeing one
+            // means the bytes were forwarded without being parsed.
+            let hop = request.has_header("x-hop");
+            let body = format!("{{\"bytes\":{total},\"hop\":{hop}}}");
+            conn.respond(200, "application/json", body.as_bytes());
+        }
+    });
+    let proxy = bulk.proxy(&engine, driver);
+    let mut client = proxy.connect();
+    let mut bytes = format!(
+        "PUT /containers/x/archive?path=/tmp HTTP/1.1\r\nHost: docker\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {LENGTH}\r\n\r\n"
+    )
+    .into_bytes();
+    let body_start = bytes.len();
+    let block = pattern_block();
+    while bytes.len() < body_start + LENGTH {
+        bytes.extend_from_slice(&block);
+    }
+    bytes.truncate(body_start + LENGTH);
+    bytes.extend_from_slice(
+        b"PUT /containers/y/archive HTTP/1.1\r\nHost: docker\r\n\
+          Connection: X-Hop\r\nX-Hop: 1\r\nContent-Length: 5\r\n\r\n\x00\x01\x02\x03\x04",
+    );
+    client.send(&bytes);
+    let first = client.read_response_for("PUT");
+    assert_eq!(first.status, 200, "{:?}", first.text());
+    assert_eq!(first.json()["bytes"], LENGTH as u64);
+    let second = client.read_response_for("PUT");
+    assert_eq!(second.status, 200, "{:?}", second.text());
+    assert_eq!(second.json()["bytes"], 5);
+    assert_eq!(
+        second.json()["hop"],
+        false,
+        "the pipelined request reached the engine unparsed"
+    );
+}
+
+on_both_drivers_and_copies! {
     large_upload_with_content_length_streams_in_bounded_memory => upload_content_length;
     large_chunked_upload_streams_in_bounded_memory => upload_chunked;
     large_download_streams_in_bounded_memory => download;
+    request_pipelined_after_a_long_body_is_handled_on_its_own =>
+        request_pipelined_after_a_long_body;
 }
 
 #[test]

@@ -77,6 +77,14 @@ impl BodyTracker {
         Ok(used)
     }
 
+    /// Bytes of a Content-Length body still to come.
+    pub fn length_left(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(_) => Some(self.remaining),
+            _ => None,
+        }
+    }
+
     /// True when the peer closing now ends the body cleanly.
     pub fn ends_at_eof(&self) -> bool {
         self.done || self.framing == Framing::UntilClose

@@ -17,6 +17,7 @@ use super::admit::{self, Admission, BodyPlan};
 use super::copy::{copy_body, CopyError, Relayed};
 use super::filter;
 use super::io::{read_append, write_all, COPY_BUF};
+use super::splice::SpliceIo;
 use super::tunnel;
 use super::Worker;
 use crate::http::body::BodyTracker;
@@ -27,7 +28,7 @@ use crate::policy::ResponseFilter;
 use crate::runtime::Snapshot;
 
 /// What a client socket must be able to do.
-pub trait ClientIo: AsyncReadRent + AsyncWriteRent + Split + 'static {
+pub trait ClientIo: AsyncReadRent + AsyncWriteRent + Split + SpliceIo + 'static {
     /// Resolves when bytes can be read, without holding a buffer while
     /// waiting: an idle keep-alive connection then costs no read buffer.
     fn wait_readable(&self) -> impl std::future::Future<Output = std::io::Result<()>>;

@@ -1,12 +1,18 @@
 //! Copying one message body from one socket to another as it arrives.
 //!
-//! The next buffer is read while the previous one is being written.
+//! The next buffer is read while the previous one is being written. The
+//! rest of a long Content-Length body between two plain sockets is spliced
+//! (`proxy::splice`) unless `DOCKER_PROXY_BULK_COPY=buffered`.
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::{write_all, write_while_reading, ReadSize};
+use super::io::{bulk_copy, write_all, write_while_reading, BulkCopy, ReadSize};
+use super::splice::{NonBlocking, Pipe, SpliceIo};
 use crate::http::body::BodyTracker;
 use crate::http::ParseError;
+
+/// Content-Length bodies with at least this much left are spliced.
+const SPLICE_MIN: u64 = 256 * 1024;
 
 /// How relaying a response body ended.
 pub enum Relayed {
@@ -31,13 +37,17 @@ pub enum CopyError {
 /// Copies one body from `from` to `to`, writing `head` first (it may be
 /// empty). `pending` holds bytes already read from `from`. Returns the
 /// bytes read past the end of the body.
-pub async fn copy_body<R: AsyncReadRent, W: AsyncWriteRent>(
+pub async fn copy_body<R, W>(
     from: &mut R,
     to: &mut W,
     mut tracker: BodyTracker,
     head: Vec<u8>,
     mut pending: Vec<u8>,
-) -> Result<Vec<u8>, CopyError> {
+) -> Result<Vec<u8>, CopyError>
+where
+    R: AsyncReadRent + SpliceIo,
+    W: AsyncWriteRent + SpliceIo,
+{
     let mut size = ReadSize::default();
     let mut out = head;
     loop {
@@ -54,6 +64,13 @@ pub async fn copy_body<R: AsyncReadRent, W: AsyncWriteRent>(
             result.map_err(|_| CopyError::Write)?;
             return Ok(extra);
         }
+        if let Some(pipe) = splice_pipe(&tracker, from, to) {
+            let (result, _) = write_all(to, out).await;
+            result.map_err(|_| CopyError::Write)?;
+            let left = tracker.length_left().unwrap_or(0);
+            splice_body(from, to, pipe, left).await?;
+            return Ok(Vec::new());
+        }
         // The body has not ended, so no byte past it was read: `pending`
         // holds nothing `out` lacks and is reused for the next read.
         pending.clear();
@@ -69,4 +86,40 @@ pub async fn copy_body<R: AsyncReadRent, W: AsyncWriteRent>(
         out.clear();
         pending = read;
     }
+}
+
+/// A pipe to splice the rest of the body through, when splicing is on,
+/// both ends are plain sockets and enough of a Content-Length body is left.
+fn splice_pipe(tracker: &BodyTracker, from: &impl SpliceIo, to: &impl SpliceIo) -> Option<Pipe> {
+    let left = tracker.length_left()?;
+    if left < SPLICE_MIN || bulk_copy() != BulkCopy::Splice {
+        return None;
+    }
+    from.socket()?;
+    to.socket()?;
+    // Without a pipe (descriptors exhausted) the buffered copy goes on.
+    Pipe::new(true).ok()
+}
+
+/// Splices exactly `left` bytes, the rest of the body: whatever follows it
+/// (a pipelined request) stays in the socket for the next read.
+async fn splice_body(
+    from: &impl SpliceIo,
+    to: &impl SpliceIo,
+    mut pipe: Pipe,
+    mut left: u64,
+) -> Result<(), CopyError> {
+    let (Some(from), Some(to)) = (from.socket(), to.socket()) else {
+        return Err(CopyError::Read);
+    };
+    let _from = NonBlocking::set(from).map_err(|_| CopyError::Read)?;
+    let _to = NonBlocking::set(to).map_err(|_| CopyError::Write)?;
+    while left > 0 {
+        match pipe.fill(from, left).await {
+            Ok(0) | Err(_) => return Err(CopyError::Read),
+            Ok(n) => left -= n as u64,
+        }
+        pipe.drain(to).await.map_err(|_| CopyError::Write)?;
+    }
+    Ok(())
 }

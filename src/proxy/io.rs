@@ -1,6 +1,7 @@
 //! Small I/O helpers over monoio's ownership-passing reads and writes.
 
 use std::io;
+use std::sync::OnceLock;
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -37,6 +38,59 @@ impl ReadSize {
             self.want *= 2;
         }
     }
+}
+
+/// How bulk bytes move between two plain sockets (not TLS): spliced
+/// through a pipe, or read into and written from user-space buffers. Set
+/// by `DOCKER_PROXY_BULK_COPY`, a tuning and benchmark knob read once at
+/// start-up; see `docs/architecture.md` for the measurements behind the
+/// default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BulkCopy {
+    #[default]
+    Splice,
+    Buffered,
+}
+
+impl BulkCopy {
+    pub const ENV: &'static str = "DOCKER_PROXY_BULK_COPY";
+
+    pub fn parse(value: &str) -> Option<BulkCopy> {
+        match value {
+            "splice" => Some(BulkCopy::Splice),
+            "buffered" => Some(BulkCopy::Buffered),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BulkCopy::Splice => "splice",
+            BulkCopy::Buffered => "buffered",
+        }
+    }
+}
+
+static BULK_COPY: OnceLock<BulkCopy> = OnceLock::new();
+
+/// Reads `DOCKER_PROXY_BULK_COPY` (unset or empty: the default) and fixes
+/// the mode for the life of the process.
+pub fn init_bulk_copy() -> Result<BulkCopy, String> {
+    let mode = match std::env::var(BulkCopy::ENV) {
+        Ok(value) if !value.is_empty() => BulkCopy::parse(&value).ok_or_else(|| {
+            format!(
+                "{} must be `splice` or `buffered`, not `{value}`",
+                BulkCopy::ENV
+            )
+        })?,
+        _ => BulkCopy::default(),
+    };
+    Ok(*BULK_COPY.get_or_init(|| mode))
+}
+
+/// The mode fixed by [`init_bulk_copy`] (the default before that).
+pub fn bulk_copy() -> BulkCopy {
+    BULK_COPY.get().copied().unwrap_or_default()
 }
 
 /// Reads more bytes onto the end of `buf`, making room for at least
@@ -148,5 +202,14 @@ mod tests {
             size.observe(full);
         }
         assert_eq!(size.get(), MAX_COPY);
+    }
+
+    #[test]
+    fn bulk_copy_modes_parse_by_name_only() {
+        for mode in [BulkCopy::Splice, BulkCopy::Buffered] {
+            assert_eq!(BulkCopy::parse(mode.name()), Some(mode));
+        }
+        assert_eq!(BulkCopy::parse("Splice"), None);
+        assert_eq!(BulkCopy::parse("zero-copy"), None);
     }
 }

@@ -6,6 +6,7 @@ pub mod conn;
 pub mod copy;
 pub mod filter;
 pub mod io;
+pub mod splice;
 pub mod tunnel;
 
 use std::cell::{Cell, RefCell};

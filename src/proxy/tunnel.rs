@@ -5,17 +5,21 @@
 //! the other direction keeps flowing. When the engine's side ends, the
 //! client connection is finished at once. A watchdog ends the tunnel after
 //! `limits.upgrade_idle` without traffic either way.
+//!
+//! Between a plain TCP client and the engine, each direction splices
+//! through a pipe (`proxy::splice`); over TLS, or with
+//! `DOCKER_PROXY_BULK_COPY=buffered`, it copies through buffers.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, RawFd};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::UnixStream;
 
 use super::conn::{Client, ClientIo};
-use super::io::{write_all, write_while_reading, ReadSize};
+use super::io::{bulk_copy, write_all, write_while_reading, BulkCopy, ReadSize};
+use super::splice::{NonBlocking, Pipe, Socket};
 
 /// Copies bytes both ways until the engine closes, either side fails, or
 /// the tunnel idles out.
@@ -29,12 +33,35 @@ pub async fn run<S: ClientIo>(client: Client<S>, mut upstream: UnixStream, idle:
         }
     }
     let upstream_fd = upstream.as_raw_fd();
+    let last = Cell::new(Instant::now());
+    if let (BulkCopy::Splice, Some(client)) = (bulk_copy(), io.socket()) {
+        let engine = Socket::Unix(&upstream);
+        let (Ok(_client), Ok(_engine)) = (NonBlocking::set(client), NonBlocking::set(engine))
+        else {
+            return;
+        };
+        let to_engine = splice_copy(client, engine, &last);
+        let to_client = splice_copy(engine, client, &last);
+        supervise(to_engine, to_client, upstream_fd, &last, idle).await;
+        return;
+    }
     let (client_read, client_write) = io.into_split();
     let (upstream_read, upstream_write) = upstream.into_split();
-    let last = Rc::new(Cell::new(Instant::now()));
+    let to_engine = copy(client_read, upstream_write, &last);
+    let to_client = copy(upstream_read, client_write, &last);
+    supervise(to_engine, to_client, upstream_fd, &last, idle).await;
+}
 
-    let mut to_engine = std::pin::pin!(copy(client_read, upstream_write, last.clone()));
-    let mut to_client = std::pin::pin!(copy(upstream_read, client_write, last.clone()));
+/// Runs both directions until the tunnel is over: see the module docs.
+async fn supervise(
+    to_engine: impl std::future::Future<Output = Ended>,
+    to_client: impl std::future::Future<Output = Ended>,
+    upstream_fd: RawFd,
+    last: &Cell<Instant>,
+    idle: Duration,
+) {
+    let mut to_engine = std::pin::pin!(to_engine);
+    let mut to_client = std::pin::pin!(to_client);
     let mut watchdog = std::pin::pin!(watchdog(last, idle));
 
     monoio::select! {
@@ -58,6 +85,36 @@ pub async fn run<S: ClientIo>(client: Client<S>, mut upstream: UnixStream, idle:
             }
         }
     }
+}
+
+/// One direction of a spliced tunnel. A pipe exists only while bytes
+/// flow: a direction waiting for its peer holds none, as a buffered copy
+/// holds no buffer.
+async fn splice_copy(from: Socket<'_>, to: Socket<'_>, last: &Cell<Instant>) -> Ended {
+    let ended = loop {
+        if from.readable().await.is_err() {
+            break Ended::Failed;
+        }
+        let Ok(mut pipe) = Pipe::new(false) else {
+            break Ended::Failed;
+        };
+        let burst = loop {
+            match pipe.try_fill(from, u64::MAX) {
+                Ok(Some(0)) => break Some(Ended::Eof),
+                Ok(Some(_)) => last.set(Instant::now()),
+                Ok(None) => break None,
+                Err(_) => break Some(Ended::Failed),
+            }
+            if pipe.drain(to).await.is_err() {
+                break Some(Ended::Failed);
+            }
+        };
+        if let Some(ended) = burst {
+            break ended;
+        }
+    };
+    to.shutdown_write();
+    ended
 }
 
 /// How one direction of the copy ended.
@@ -89,7 +146,7 @@ fn peer_closed(fd: RawFd) -> bool {
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     mut from: R,
     mut to: W,
-    last: Rc<Cell<Instant>>,
+    last: &Cell<Instant>,
 ) -> Ended {
     let mut size = ReadSize::default();
     let mut full = Vec::new();
@@ -116,7 +173,7 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     ended
 }
 
-async fn watchdog(last: Rc<Cell<Instant>>, idle: Duration) {
+async fn watchdog(last: &Cell<Instant>, idle: Duration) {
     loop {
         let quiet = last.get().elapsed();
         if quiet >= idle {

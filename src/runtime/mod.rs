@@ -142,6 +142,7 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
     }
     log_auth_mode(&config.auth);
 
+    let bulk_copy = crate::proxy::io::init_bulk_copy().map_err(anyhow::Error::msg)?;
     let signals = signals::install().context("cannot install signal handlers")?;
     let env = |name: &str| std::env::var(name).ok();
     let socket = SocketChoice::resolve(config.settings.socket.as_deref(), &env);
@@ -162,6 +163,7 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         workers = listeners.len(),
         driver = driver_name(),
+        bulk_copy = bulk_copy.name(),
         listen = %local,
         tls,
         socket = %socket.describe(),
