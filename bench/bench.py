@@ -578,12 +578,13 @@ wrk.headers["Content-Type"] = "application/json"
         wait_until(lambda: os.path.exists(self.stream_sock) and unix_get(self.stream_sock, "/v1.41/_ping")[0] == 200,
                    10, "stream engine")
 
-    def start_proxy(self, name, policy, socket_path):
+    def start_proxy(self, name, policy, socket_path, extra_env=None):
         port = free_port()
         env = dict(os.environ)
         env.pop("DOCKER_PROXY_CONFIG", None)
         env.pop("DOCKER_PROXY_SECRET", None)
         env.update(self.proxy_env)
+        env.update(extra_env or {})
         env.update({"DOCKER_PROXY_PORT": str(port), "DOCKER_SOCKET": socket_path})
         cfg = f"{self.run}/policy-{policy}.yaml"
         p = PROCS.start(f"proxy-{name}", [PROXY_BIN, "--config", cfg], env=env, cwd=self.run,
@@ -716,8 +717,11 @@ wrk.headers["Content-Type"] = "application/json"
                  "", "(info)")
 
     def scen_bulk(self, ports):
+        # "ours" runs with the default bulk copy (splice between plain sockets); "buffered" is a
+        # second instance with DOCKER_PROXY_BULK_COPY=buffered, measured in the same run.
         n = self.bulk
-        tgt = {"ours": f"tcp:127.0.0.1:{ports['ours']}", "haproxy": f"tcp:127.0.0.1:{ports['haproxy']}",
+        tgt = {"ours": f"tcp:127.0.0.1:{ports['ours']}", "buffered": f"tcp:127.0.0.1:{ports['ours-buffered']}",
+               "haproxy": f"tcp:127.0.0.1:{ports['haproxy']}",
                "direct-tcp": f"tcp:127.0.0.1:{self.stream_tcp_port}", "direct-unix": f"unix:{self.stream_sock}"}
         for label, kind, extra in (("upgraded stream engine->client", "stream", ["--mode", "source"]),
                                    ("upgraded stream client->engine", "stream", ["--mode", "sink"]),
@@ -727,8 +731,9 @@ wrk.headers["Content-Type"] = "application/json"
                 tok = [] if who.startswith("direct") else ["--token", self.token]
                 res[who] = run_tool([kind, "--target", t, "--bytes", str(n)] + extra + tok, timeout=120)
             g = lambda w: float(res[w].get("gibps", 0)) if res[w].get("ok") == "1" else 0.0
-            note = "" if res["ours"].get("ok") == "1" else f"ours failed: {res['ours']}"
-            self.row(f"{label}, {n // GIB} GiB", "GiB/s", f"{g('ours'):.2f}", f"HAProxy {g('haproxy'):.2f}",
+            note = "; ".join(f"{w} failed: {res[w]}" for w in ("ours", "buffered") if res[w].get("ok") != "1")
+            self.row(f"{label}, {n // GIB} GiB", "GiB/s", f"{g('ours'):.2f}",
+                     f"buffered copy {g('buffered'):.2f}; HAProxy {g('haproxy'):.2f}",
                      f"TCP {g('direct-tcp'):.2f}, unix {g('direct-unix'):.2f}",
                      f"{g('ours') / g('haproxy'):.2f}x HAProxy" if g("haproxy") else "",
                      ">= 2 GiB/s", g("ours") >= 2.0, note)
@@ -894,7 +899,10 @@ wrk.headers["Content-Type"] = "application/json"
             hap = self.start_haproxy("streams", self.stream_sock)
             ports = {"ours": ours[1], "haproxy": hap[1]}
             if want("bulk"):
-                self.scen_bulk(ports)
+                buf = self.start_proxy("streams-buffered", "base", self.stream_sock,
+                                       {"DOCKER_PROXY_BULK_COPY": "buffered"})
+                self.scen_bulk({**ports, "ours-buffered": buf[1]})
+                PROCS.stop(buf[0])
             if want("streams"):
                 self.scen_streams(ports)
             PROCS.stop(ours[0])
