@@ -109,3 +109,41 @@ fn sigterm_closes_idle_keep_alive_connections_at_once() {
         started.elapsed()
     );
 }
+
+/// Up to a few hundred idle connections per core wait for their next
+/// request inside a buffered read, the rest without a buffer. Both kinds
+/// serve their next request and both are closed at once on SIGTERM.
+#[test]
+fn idle_connections_past_the_buffered_ones_still_serve_and_drain() {
+    // More than the buffered waits of both workers together.
+    const CLIENTS: usize = 1200;
+    let engine = slow_engine(Duration::ZERO);
+    let mut proxy = engine
+        .options()
+        .limit("max_connections", 5000)
+        .limit("shutdown_grace", 10)
+        .start();
+    let mut clients = Vec::with_capacity(CLIENTS);
+    for _ in 0..CLIENTS {
+        let mut client = proxy.connect();
+        client.send(&get_request("/healthz", &[]));
+        assert_eq!(client.read_response_for("GET").status, 200);
+        clients.push(client);
+    }
+    // Every one of them, idle in either way, answers its next request.
+    for client in &mut clients {
+        client.send(&get_request("/healthz", &[]));
+        assert_eq!(client.read_response_for("GET").status, 200);
+    }
+
+    proxy.signal(libc::SIGTERM);
+    for client in &mut clients {
+        client
+            .closed_within(Duration::from_secs(3))
+            .expect("idle connection closed by the drain");
+    }
+    assert!(
+        proxy.wait_exit(Duration::from_secs(5)).is_some(),
+        "proxy still running after SIGTERM with only idle connections"
+    );
+}

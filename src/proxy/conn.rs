@@ -129,20 +129,24 @@ async fn read_head<S: ClientIo>(
         let wait = deadline.saturating_duration_since(Instant::now());
         let mut buf = std::mem::take(&mut client.buf);
         let idle = (!started).then(|| worker.idle_guard(client.fd));
-        if idle.is_some() {
-            if worker.is_draining() {
-                return Ok(None);
-            }
+        let buffered = idle.as_ref().and_then(|_| worker.buffered_wait());
+        if idle.is_some() && worker.is_draining() {
+            return Ok(None);
+        }
+        if idle.is_some() && buffered.is_none() {
             // Wait without a buffer; waiting can be cancelled by the
             // timeout without losing bytes, unlike a read.
-            drop(buf);
+            buf = Vec::new();
             match monoio::time::timeout(wait, client.io.wait_readable()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Ok(None),
             }
+        }
+        if buf.capacity() == 0 {
             buf = Vec::with_capacity(4096);
         }
         let read = monoio::time::timeout(wait, read_append(&mut client.io, buf, 4096)).await;
+        drop(buffered);
         drop(idle);
         match read {
             Err(_) if started => {

@@ -28,6 +28,8 @@ pub struct Worker {
     /// Client connections waiting for their next request, by id.
     idle: RefCell<HashMap<u64, RawFd>>,
     next_idle_id: Cell<u64>,
+    /// Idle connections waiting in a read that holds a buffer.
+    buffered_waits: Cell<usize>,
 }
 
 /// Marks a connection idle (between requests) while alive.
@@ -42,6 +44,21 @@ impl Drop for IdleGuard<'_> {
     }
 }
 
+/// Most idle connections per core that wait inside a buffered read.
+pub const BUFFERED_WAITS: usize = 256;
+
+/// One idle connection waiting inside a buffered read.
+pub struct BufferedWait<'a> {
+    worker: &'a Worker,
+}
+
+impl Drop for BufferedWait<'_> {
+    fn drop(&mut self) {
+        let waits = &self.worker.buffered_waits;
+        waits.set(waits.get() - 1);
+    }
+}
+
 impl Worker {
     pub fn new(core: usize, shared: Arc<Shared>, pool: Pool) -> Self {
         let counters = shared.metrics.worker(core);
@@ -52,6 +69,7 @@ impl Worker {
             counters,
             idle: RefCell::default(),
             next_idle_id: Cell::new(0),
+            buffered_waits: Cell::new(0),
         }
     }
 
@@ -62,6 +80,19 @@ impl Worker {
         self.next_idle_id.set(id + 1);
         self.idle.borrow_mut().insert(id, fd);
         IdleGuard { worker: self, id }
+    }
+
+    /// Lets one more idle connection wait for its next request inside a
+    /// read that holds a buffer, which saves the separate readiness wait
+    /// per request; `None` once `BUFFERED_WAITS` connections do, so that
+    /// many idle connections cost no buffer each.
+    pub fn buffered_wait(&self) -> Option<BufferedWait<'_>> {
+        let waits = self.buffered_waits.get();
+        if waits >= BUFFERED_WAITS {
+            return None;
+        }
+        self.buffered_waits.set(waits + 1);
+        Some(BufferedWait { worker: self })
     }
 
     /// Ends the wait of every idle connection: their pending read sees end
