@@ -1,12 +1,11 @@
 //! Copying one message body from one socket to another as it arrives.
 //!
-//! The next buffer is read while the previous one is being written. The
-//! rest of a long Content-Length body between two plain sockets is spliced
-//! (`proxy::splice`) unless `DOCKER_PROXY_BULK_COPY=buffered`.
+//! The rest of a long Content-Length body between two plain sockets is
+//! spliced (`proxy::splice`) unless `DOCKER_PROXY_BULK_COPY=buffered`.
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
-use super::io::{bulk_copy, write_all, write_while_reading, BulkCopy, ReadSize};
+use super::io::{bulk_copy, read_append, write_all, BulkCopy, ReadSize};
 use super::splice::{NonBlocking, Pipe, SpliceIo};
 use crate::http::body::BodyTracker;
 use crate::http::ParseError;
@@ -51,7 +50,6 @@ where
     let mut size = ReadSize::default();
     let mut out = head;
     loop {
-        // `pending` holds bytes just read; the body's share joins `out`.
         let used = tracker.advance(&pending).map_err(CopyError::Framing)?;
         let extra = pending.split_off(used);
         if out.is_empty() {
@@ -59,32 +57,31 @@ where
         } else {
             out.extend_from_slice(&pending);
         }
-        if tracker.is_done() {
-            let (result, _) = write_all(to, out).await;
+        if !out.is_empty() {
+            let (result, buf) = write_all(to, out).await;
             result.map_err(|_| CopyError::Write)?;
+            out = buf;
+        }
+        if tracker.is_done() {
             return Ok(extra);
         }
         if let Some(pipe) = splice_pipe(&tracker, from, to) {
-            let (result, _) = write_all(to, out).await;
-            result.map_err(|_| CopyError::Write)?;
+            // No buffer is needed while the rest is spliced.
+            drop((out, pending));
             let left = tracker.length_left().unwrap_or(0);
             splice_body(from, to, pipe, left).await?;
             return Ok(Vec::new());
         }
-        // The body has not ended, so no byte past it was read: `pending`
-        // holds nothing `out` lacks and is reused for the next read.
-        pending.clear();
-        let (written, (result, read)) = write_while_reading(to, out, from, pending, size.get())
-            .await
-            .map_err(|_| CopyError::Write)?;
+        // Reuse the written buffer for the next read.
+        out.clear();
+        let (result, buf) = read_append(from, out, size.get()).await;
+        pending = buf;
+        out = Vec::new();
         match result {
             Ok(0) if tracker.ends_at_eof() => return Ok(Vec::new()),
             Ok(0) | Err(_) => return Err(CopyError::Read),
             Ok(n) => size.observe(n),
         }
-        out = written;
-        out.clear();
-        pending = read;
     }
 }
 

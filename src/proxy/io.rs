@@ -118,79 +118,9 @@ pub async fn write_all<W: AsyncWriteRent>(io: &mut W, buf: Vec<u8>) -> (io::Resu
     (result.map(|_| ()), buf)
 }
 
-/// Writes all of `out` to `to` while reading from `from` onto `into` (as
-/// [`read_append`] does with `spare`). Returns the written buffer and the
-/// read's outcome, or the write's error: a failed write abandons the read.
-pub async fn write_while_reading<R: AsyncReadRent, W: AsyncWriteRent>(
-    to: &mut W,
-    out: Vec<u8>,
-    from: &mut R,
-    into: Vec<u8>,
-    spare: usize,
-) -> io::Result<(Vec<u8>, (io::Result<usize>, Vec<u8>))> {
-    let mut write = std::pin::pin!(write_all(to, out));
-    let mut read = std::pin::pin!(read_append(from, into, spare));
-    let mut read_first = None;
-    let (written, out) = monoio::select! {
-        biased;
-        done = &mut write => done,
-        done = &mut read => {
-            read_first = Some(done);
-            (&mut write).await
-        }
-    };
-    written?;
-    let read = match read_first {
-        Some(done) => done,
-        None => read.await,
-    };
-    Ok((out, read))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use monoio::net::UnixStream;
-
     use super::*;
-
-    #[monoio::test_all(timer_enabled = true)]
-    async fn a_failed_write_does_not_wait_for_the_read() {
-        let (mut to, to_peer) = UnixStream::pair().unwrap();
-        let (mut from, _quiet_peer) = UnixStream::pair().unwrap();
-        drop(to_peer);
-        let overlap = write_while_reading(&mut to, vec![1; 1 << 20], &mut from, Vec::new(), 4096);
-        let result = monoio::time::timeout(Duration::from_secs(5), overlap).await;
-        assert!(result.expect("returned at once").is_err());
-    }
-
-    #[monoio::test_all]
-    async fn a_read_finishing_first_waits_for_the_write() {
-        const LEN: usize = 4 << 20;
-        let (mut to, mut to_peer) = UnixStream::pair().unwrap();
-        let (mut from, mut from_peer) = UnixStream::pair().unwrap();
-        let (result, _) = from_peer.write_all(b"next".to_vec()).await;
-        result.unwrap();
-        let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
-        // Far more than the socket buffers hold: the write finishes only
-        // while the peer reads, long after the read is done.
-        let overlap = write_while_reading(&mut to, data.clone(), &mut from, Vec::new(), 4096);
-        let receive = async {
-            let mut got = Vec::new();
-            while got.len() < LEN {
-                let (n, next) = read_append(&mut to_peer, got, 64 * 1024).await;
-                got = next;
-                assert!(n.unwrap() > 0);
-            }
-            got
-        };
-        let (overlap, got) = monoio::join!(overlap, receive);
-        let (written, (read, buf)) = overlap.unwrap();
-        assert_eq!(written.len(), LEN);
-        assert_eq!((read.unwrap(), &buf[..]), (4, &b"next"[..]));
-        assert!(got == data);
-    }
 
     #[test]
     fn read_size_grows_only_while_reads_fill_it() {

@@ -18,7 +18,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::UnixStream;
 
 use super::conn::{Client, ClientIo};
-use super::io::{bulk_copy, write_all, write_while_reading, BulkCopy, ReadSize};
+use super::io::{bulk_copy, read_append, write_all, BulkCopy, ReadSize};
 use super::splice::{NonBlocking, Pipe, Socket};
 
 /// Copies bytes both ways until the engine closes, either side fails, or
@@ -142,21 +142,17 @@ fn peer_closed(fd: RawFd) -> bool {
 }
 
 /// Copies until end of stream, then shuts down the writer (half-close).
-/// The next buffer is read while the previous one is being written.
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     mut from: R,
     mut to: W,
     last: &Cell<Instant>,
 ) -> Ended {
     let mut size = ReadSize::default();
-    let mut full = Vec::new();
-    let mut spare = Vec::new();
+    let mut buf = Vec::new();
     let ended = loop {
-        let Ok((written, (result, read))) =
-            write_while_reading(&mut to, full, &mut from, spare, size.get()).await
-        else {
-            break Ended::Failed;
-        };
+        buf.clear();
+        let (result, next) = read_append(&mut from, buf, size.get()).await;
+        buf = next;
         match result {
             Ok(0) => break Ended::Eof,
             Err(_) => break Ended::Failed,
@@ -165,9 +161,11 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
                 last.set(Instant::now());
             }
         }
-        full = read;
-        spare = written;
-        spare.clear();
+        let (result, next) = write_all(&mut to, buf).await;
+        buf = next;
+        if result.is_err() {
+            break Ended::Failed;
+        }
     };
     let _ = to.shutdown().await;
     ended
