@@ -26,7 +26,8 @@ pub enum Framing {
     UntilClose,
 }
 
-/// One header as offsets into the head's bytes.
+/// One header: where its name lives in [`Spans::names`] and its value in
+/// [`Spans::bytes`].
 #[derive(Debug, Clone)]
 struct HeaderSpan {
     name: Range<usize>,
@@ -37,42 +38,47 @@ struct HeaderSpan {
 #[derive(Debug, Clone)]
 struct Spans {
     bytes: Vec<u8>,
+    /// The request method (empty for a response), then every header name:
+    /// kept as text once, so that the many lookups per request never check
+    /// UTF-8 again. httparse hands them over as `&str` already.
+    names: String,
     headers: Vec<HeaderSpan>,
 }
 
 impl Spans {
-    fn capture(buf: &[u8], len: usize, headers: &[httparse::Header<'_>]) -> Spans {
+    fn capture(buf: &[u8], len: usize, method: &str, headers: &[httparse::Header<'_>]) -> Spans {
         let base = buf.as_ptr() as usize;
+        let mut names = String::with_capacity(method.len() + headers.len() * 16);
+        names.push_str(method);
         let spans = headers
             .iter()
             .map(|h| {
-                let name = h.name.as_ptr() as usize - base;
+                let name = names.len();
+                names.push_str(h.name);
                 let value = h.value.as_ptr() as usize - base;
                 HeaderSpan {
-                    name: name..name + h.name.len(),
+                    name: name..names.len(),
                     value: value..value + h.value.len(),
                 }
             })
             .collect();
         Spans {
             bytes: buf[..len].to_vec(),
+            names,
             headers: spans,
         }
     }
 
     fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.headers.iter().map(|h| {
-            // httparse only accepts token characters in names, all ASCII.
-            let name = std::str::from_utf8(&self.bytes[h.name.clone()]).unwrap_or("");
-            (name, &self.bytes[h.value.clone()])
-        })
+        self.headers
+            .iter()
+            .map(|h| (&self.names[h.name.clone()], &self.bytes[h.value.clone()]))
     }
 
     fn get_all<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        // Compared as bytes: no UTF-8 check per header on every lookup.
         self.headers
             .iter()
-            .filter(move |h| self.bytes[h.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .filter(move |h| self.names[h.name.clone()].eq_ignore_ascii_case(name))
             .map(|h| &self.bytes[h.value.clone()])
     }
 }
@@ -96,7 +102,7 @@ pub struct RequestHead {
 
 impl RequestHead {
     pub fn method(&self) -> &str {
-        std::str::from_utf8(&self.spans.bytes[self.method.clone()]).unwrap_or("")
+        &self.spans.names[self.method.clone()]
     }
 
     /// The request-target exactly as the client sent it.
@@ -145,10 +151,9 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
     let method = request.method.unwrap_or("");
     let target = request.path.unwrap_or("");
     let base = buf.as_ptr() as usize;
-    let method_at = method.as_ptr() as usize - base;
     let target_at = target.as_ptr() as usize - base;
     let minor_version = request.version.unwrap_or(1);
-    let spans = Spans::capture(buf, len, request.headers);
+    let spans = Spans::capture(buf, len, method, request.headers);
 
     let framing = request_framing(&spans)?;
     let connection = connection_tokens(&spans);
@@ -163,7 +168,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
 
     Ok(Some(RequestHead {
         spans,
-        method: method_at..method_at + method.len(),
+        method: 0..method.len(),
         target: target_at..target_at + target.len(),
         minor_version,
         framing,
@@ -386,7 +391,7 @@ pub fn parse_response(buf: &[u8], max_head: usize) -> Result<Option<ResponseHead
     } else {
         reason.as_ptr() as usize - buf.as_ptr() as usize
     };
-    let spans = Spans::capture(buf, len, response.headers);
+    let spans = Spans::capture(buf, len, "", response.headers);
     let connection = connection_tokens(&spans);
     let keep_alive = match minor_version {
         0 => connection.keep_alive,
