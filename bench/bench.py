@@ -483,7 +483,14 @@ def parse_dur_us(s):
     return v * {"us": 1, "ms": 1e3, "s": 1e6, "m": 6e7}[u]
 
 
-def run_wrk(url, conns, secs, token=None, script=None, warm=0.0):
+def cpu_seconds(pid):
+    """User plus system CPU time of a process, all its threads, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url, conns, secs, token=None, script=None, warm=0.0, cpu_pid=None):
     base = ["wrk", "-t1", f"-c{conns}", "--latency", "--timeout", "5s"]
     if token:
         base += ["-H", f"Authorization: Bearer {token}"]
@@ -491,8 +498,11 @@ def run_wrk(url, conns, secs, token=None, script=None, warm=0.0):
         base += ["-s", script]
     if warm > 0:
         subprocess.run(base + [f"-d{warm}s", url], capture_output=True, timeout=warm + 30)
+    cpu_before = cpu_seconds(cpu_pid) if cpu_pid else None
     out = subprocess.run(base + [f"-d{secs}s", url], capture_output=True, text=True, timeout=secs + 60).stdout
-    r = {"rps": 0.0, "p50": None, "p99": None, "non2xx": 0, "errors": 0, "requests": 0, "raw": out}
+    cpu = cpu_seconds(cpu_pid) - cpu_before if cpu_pid else None
+    r = {"rps": 0.0, "p50": None, "p99": None, "non2xx": 0, "errors": 0, "requests": 0, "raw": out,
+         "cpu_us_per_req": None}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         r["rps"] = float(m.group(1))
@@ -509,6 +519,8 @@ def run_wrk(url, conns, secs, token=None, script=None, warm=0.0):
     m = re.search(r"(\d+) requests in", out)
     if m:
         r["requests"] = int(m.group(1))
+    if cpu is not None and r["requests"]:
+        r["cpu_us_per_req"] = cpu * 1e6 / r["requests"]
     return r
 
 
@@ -653,14 +665,16 @@ wrk.headers["Content-Type"] = "application/json"
         return "" if bad == 0 else f"{r['non2xx']} non-2xx, {r['errors']} socket errors"
 
     # --- scenarios
-    def scen_get(self, ports):
+    def scen_get(self, ports, pids):
         concs = [10, 50, 200]
         url = "http://127.0.0.1:{}/v1.41/containers/json"
         self.get_results = {}
         for c in concs:
             d = run_wrk(url.format(self.direct_port), c, self.secs, warm=self.warm)
-            h = run_wrk(url.format(ports["haproxy"]), c, self.secs, token=self.token, warm=self.warm)
-            o = run_wrk(url.format(ports["ours"]), c, self.secs, token=self.token, warm=self.warm)
+            h = run_wrk(url.format(ports["haproxy"]), c, self.secs, token=self.token, warm=self.warm,
+                        cpu_pid=pids["haproxy"])
+            o = run_wrk(url.format(ports["ours"]), c, self.secs, token=self.token, warm=self.warm,
+                        cpu_pid=pids["ours"])
             self.get_results[c] = o
             ratio = o["rps"] / h["rps"] if h["rps"] else 0
             notes = "; ".join(x for x in (self.bad_note(o) and "ours: " + self.bad_note(o),
@@ -675,6 +689,12 @@ wrk.headers["Content-Type"] = "application/json"
             self.row(f"GET containers/json, 20 rules, c={c}", "p99", self.fmt_lat(o["p99"]),
                      f"HAProxy {self.fmt_lat(h['p99'])}", self.fmt_lat(d["p99"]),
                      f"{o['p99'] / h['p99']:.2f}x" if o["p99"] and h["p99"] else "", "<= 1.0x HAProxy", okp99)
+            # CPU time each proxy spent per request (all threads, user + system), from /proc:
+            # the cost of a request, independent of how the shared CPUs were scheduled.
+            oc, hc = o["cpu_us_per_req"], h["cpu_us_per_req"]
+            self.row(f"GET containers/json, 20 rules, c={c}", "proxy CPU per request",
+                     f"{oc:.1f} µs" if oc else "?", f"HAProxy {hc:.1f} µs" if hc else "HAProxy ?", "",
+                     f"{oc / hc:.2f}x" if oc and hc else "", "(info)")
 
     def scen_redact(self, port):
         st, body = http_req(port, "GET", "/v1.41/containers/json", self.token)
@@ -881,7 +901,7 @@ wrk.headers["Content-Type"] = "application/json"
             self.probe_features(ours[1], hap[1])
             ports = {"ours": ours[1], "haproxy": hap[1]}
             if want("get") or want("redact"):
-                self.scen_get(ports)
+                self.scen_get(ports, {"ours": ours[0].pid, "haproxy": hap[0].pid})
             if want("redact"):
                 red = self.start_proxy("redact", "redact", self.engine_sock)
                 self.scen_redact(red[1])
