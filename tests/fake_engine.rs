@@ -489,6 +489,58 @@ fn quiet_spliced_streams_hold_no_pipes(driver: Driver) {
     }
 }
 
+/// Lowers the proxy's descriptor limit to the lowest free descriptor, so
+/// that it cannot open one more (as when clients hold every descriptor
+/// the limit allows: `max_connections` does not count pipes).
+fn exhaust_descriptors(pid: u32) {
+    let open: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the proxy's descriptors")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let lowest_free = (0..).find(|fd| !open.contains(fd)).unwrap();
+    let pid = pid as libc::pid_t;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit on a child we started, with a valid rlimit pointer.
+    let result = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) };
+    assert_eq!(result, 0, "read the proxy's descriptor limit");
+    limit.rlim_cur = lowest_free;
+    // SAFETY: as above.
+    let result = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(result, 0, "lower the proxy's descriptor limit");
+}
+
+/// Without a spare descriptor for a pipe, an upgraded stream goes on
+/// flowing: it must not end a direction (a half-close the engine reads as
+/// the end of `docker exec -i` input) as if the client had closed it.
+fn streams_keep_flowing_without_spare_descriptors(driver: Driver, bulk: Bulk) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let engine = upgrade_engine(seen.clone(), |conn, seen| {
+        let mut got = Vec::new();
+        while !got.ends_with(b"again") {
+            match conn.read_some() {
+                Ok(bytes) if !bytes.is_empty() => got.extend(bytes),
+                _ => {
+                    seen.lock().unwrap().eof = true;
+                    return;
+                }
+            }
+        }
+        conn.write(b"still here");
+        let _ = conn.read_some();
+    });
+    let proxy = bulk.proxy(&engine, driver);
+    let mut client = start_upgrade(&proxy);
+    // Let the pipes of the bursts just relayed close first.
+    thread::sleep(Duration::from_millis(200));
+    exhaust_descriptors(proxy.pid());
+    client.send(b"again");
+    assert_eq!(client.read_bytes(10), b"still here");
+    assert!(!seen.lock().unwrap().eof, "the engine saw the input end");
+}
+
 on_both_drivers_and_copies! {
     upgrade_engine_half_close_lets_the_client_keep_sending =>
         engine_half_close_reaches_client_which_can_still_send;
@@ -496,6 +548,8 @@ on_both_drivers_and_copies! {
         client_half_close_reaches_engine_which_can_still_send;
     upgrade_engine_close_finishes_the_client_promptly => engine_close_finishes_client_promptly;
     upgrade_moves_bulk_both_ways_then_half_closes => bulk_both_ways_with_half_closes;
+    upgrade_streams_keep_flowing_without_spare_descriptors =>
+        streams_keep_flowing_without_spare_descriptors;
 }
 
 on_both_drivers! {

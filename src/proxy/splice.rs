@@ -72,6 +72,57 @@ impl Socket<'_> {
         }
     }
 
+    /// Reads what the socket has ready into `buf` without waiting.
+    /// `Ok(None)`: nothing ready; `Ok(Some(0))`: end of stream.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        loop {
+            // SAFETY: `buf` is valid for `buf.len()` bytes of writing.
+            let n = unsafe {
+                libc::recv(
+                    self.fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(error),
+            }
+        }
+    }
+
+    /// Writes all of `bytes`, waiting while the socket is full.
+    pub async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            // SAFETY: `bytes` is valid for `bytes.len()` bytes of reading.
+            let n = unsafe {
+                libc::send(
+                    self.fd(),
+                    bytes.as_ptr().cast(),
+                    bytes.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                bytes = &bytes[n as usize..];
+                continue;
+            }
+            let error = io::Error::last_os_error();
+            match error.kind() {
+                io::ErrorKind::WouldBlock => self.writable().await?,
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
     /// Sends FIN: the peer reads end of stream and may still send.
     pub fn shutdown_write(&self) {
         // SAFETY: shutdown(2) on a socket this borrow keeps open.

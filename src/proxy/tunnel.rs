@@ -96,7 +96,12 @@ async fn splice_copy(from: Socket<'_>, to: Socket<'_>, last: &Cell<Instant>) -> 
             break Ended::Failed;
         }
         let Ok(mut pipe) = Pipe::new(false) else {
-            break Ended::Failed;
+            // No descriptors for a pipe (they run out before
+            // max_connections does): this burst goes through a buffer.
+            match buffered_burst(from, to, last).await {
+                Some(ended) => break ended,
+                None => continue,
+            }
         };
         let burst = loop {
             match pipe.try_fill(from, u64::MAX) {
@@ -115,6 +120,25 @@ async fn splice_copy(from: Socket<'_>, to: Socket<'_>, last: &Cell<Instant>) -> 
     };
     to.shutdown_write();
     ended
+}
+
+/// Copies what `from` has ready through a buffer, as [`splice_copy`]
+/// splices it; `None` when `from` has nothing more ready.
+async fn buffered_burst(from: Socket<'_>, to: Socket<'_>, last: &Cell<Instant>) -> Option<Ended> {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        match from.try_read(&mut buf) {
+            Ok(Some(0)) => return Some(Ended::Eof),
+            Ok(Some(n)) => {
+                last.set(Instant::now());
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return Some(Ended::Failed);
+                }
+            }
+            Ok(None) => return None,
+            Err(_) => return Some(Ended::Failed),
+        }
+    }
 }
 
 /// How one direction of the copy ended.
