@@ -85,6 +85,27 @@ fn idle_keep_alive_connections_cost_little_memory() {
     );
 }
 
+/// The allocator commits memory as it is used: no transparent huge pages
+/// (mimalloc would ask for them with madvise, and one touched byte then
+/// keeps 2 MiB resident).
+#[test]
+fn a_started_proxy_keeps_little_memory_resident() {
+    let engine = slow_engine(Duration::ZERO);
+    let proxy = engine.options().start();
+    let mut client = proxy.connect();
+    client.send(&get_request("/healthz", &[]));
+    assert_eq!(client.read_response_for("GET").status, 200);
+    let rss = proxy.memory_kib("VmRSS");
+    assert!(rss < 22 * 1024, "{rss} KiB resident after start");
+    let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", proxy.pid()))
+        .expect("read smaps_rollup of the proxy");
+    let huge = rollup
+        .lines()
+        .find_map(|line| line.strip_prefix("AnonHugePages:"))
+        .expect("AnonHugePages in smaps_rollup");
+    assert_eq!(huge.trim(), "0 kB", "transparent huge pages in use");
+}
+
 /// On SIGTERM an idle keep-alive connection is closed at once instead of
 /// holding the process for the whole grace period.
 #[test]
