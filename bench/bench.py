@@ -25,7 +25,7 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
-PROXY_BIN = os.path.join(REPO, "target", "release", "docker-api-proxy")
+PROXY_BIN = os.environ.get("DAP_BENCH_PROXY_BIN") or os.path.join(REPO, "target", "release", "docker-api-proxy")
 TOOLS_DIR = os.path.join(BENCH, "tools")
 TOOLS_TARGET = os.path.join(BENCH, ".target")
 TOOLS_BIN = os.path.join(TOOLS_TARGET, "release", "bench-tools")
