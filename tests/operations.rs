@@ -806,7 +806,14 @@ fn json_log_format_writes_one_object_per_line() {
     assert_eq!(started["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(started["workers"], 2);
     assert!(
-        matches!(started["driver"].as_str(), Some("io_uring" | "epoll")),
+        matches!(
+            (
+                started["driver"].as_str(),
+                started["uring_taskrun"].as_str()
+            ),
+            (Some("io_uring"), Some("defer" | "coop" | "interrupt"))
+                | (Some("epoll"), Some("none"))
+        ),
         "{started:?}"
     );
     assert_eq!(started["listen"], proxy.addr());

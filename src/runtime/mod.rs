@@ -159,10 +159,12 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
         eprintln!("{}", crate::config::ConfigErrors(errors));
         anyhow::anyhow!("configuration is invalid; nothing started")
     })?;
+    let taskrun = TaskRun::probe();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         workers = listeners.len(),
         driver = driver_name(),
+        uring_taskrun = taskrun.map_or("none", TaskRun::name),
         bulk_copy = bulk_copy.name(),
         listen = %local,
         tls,
@@ -174,7 +176,8 @@ pub fn run(overrides: Overrides) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new(snapshot, socket, metrics, lockouts, overrides));
     start_engine_watch(shared.clone());
     start_sweeper(shared.clone());
-    let _workers = start_workers(shared.clone(), listeners).context("cannot start workers")?;
+    let _workers =
+        start_workers(shared.clone(), listeners, taskrun).context("cannot start workers")?;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     signals::run(signals, shared).context("signal handling failed")?;
     Ok(())
@@ -228,11 +231,68 @@ pub fn driver_name() -> &'static str {
     }
 }
 
+/// How an io_uring worker learns that its operations completed.
+///
+/// By default the kernel finishes a socket operation that had to wait by
+/// interrupting the thread (an inter-processor interrupt when it runs on
+/// another CPU) to run the completion work. Each worker is the only user
+/// of its ring, so the kernel can instead keep that work until the worker
+/// asks for completions (`defer`, Linux 6.1), or run it at the worker's
+/// next system call without interrupting it (`coop`, Linux 5.19).
+/// `docs/architecture.md` has the measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskRun {
+    Defer,
+    Coop,
+    Interrupt,
+}
+
+impl TaskRun {
+    /// Best first.
+    const PREFERENCE: [TaskRun; 3] = [TaskRun::Defer, TaskRun::Coop, TaskRun::Interrupt];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskRun::Defer => "defer",
+            TaskRun::Coop => "coop",
+            TaskRun::Interrupt => "interrupt",
+        }
+    }
+
+    fn builder(self) -> io_uring::Builder {
+        let mut builder = io_uring::IoUring::builder();
+        match self {
+            TaskRun::Defer => {
+                builder.setup_single_issuer().setup_defer_taskrun();
+            }
+            TaskRun::Coop => {
+                builder.setup_coop_taskrun();
+            }
+            TaskRun::Interrupt => {}
+        }
+        builder
+    }
+
+    /// The best mode this kernel accepts, found by setting up a small ring
+    /// with each in turn; `None` without io_uring (the epoll driver).
+    pub fn probe() -> Option<TaskRun> {
+        if !monoio::utils::detect_uring() {
+            return None;
+        }
+        Self::first_accepted(|mode| mode.builder().build(8).is_ok())
+    }
+
+    fn first_accepted(accepts: impl Fn(TaskRun) -> bool) -> Option<TaskRun> {
+        Self::PREFERENCE.into_iter().find(|&mode| accepts(mode))
+    }
+}
+
 /// Starts `workers` pinned runtimes serving `listeners` (one each) and
-/// returns their thread handles.
+/// returns their thread handles. `taskrun` is what [`TaskRun::probe`] found.
 pub fn start_workers(
     shared: Arc<Shared>,
     listeners: Vec<std::net::TcpListener>,
+    taskrun: Option<TaskRun>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -247,9 +307,11 @@ pub fn start_workers(
                 if let Err(error) = monoio::utils::bind_to_cpu_set([core % cpus]) {
                     tracing::warn!(core, ?error, "could not pin worker to its CPU");
                 }
+                let uring = taskrun.unwrap_or(TaskRun::Interrupt).builder();
                 let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
                     .enable_timer()
                     .with_entries(1024)
+                    .uring_builder(uring)
                     .build()
                 {
                     Ok(runtime) => runtime,
@@ -311,5 +373,37 @@ fn ping_engine(socket: &SocketChoice) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{}: _ping did not answer 200", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taskrun_falls_back_to_the_next_mode_the_kernel_accepts() {
+        let all = TaskRun::first_accepted(|_| true);
+        assert_eq!(all, Some(TaskRun::Defer));
+        let no_defer = TaskRun::first_accepted(|mode| mode != TaskRun::Defer);
+        assert_eq!(no_defer, Some(TaskRun::Coop));
+        let plain = TaskRun::first_accepted(|mode| mode == TaskRun::Interrupt);
+        assert_eq!(plain, Some(TaskRun::Interrupt));
+        assert_eq!(TaskRun::first_accepted(|_| false), None);
+    }
+
+    #[test]
+    fn this_kernel_defers_completion_work_when_io_uring_is_available() {
+        // Linux 6.1 has every flag the preferred mode needs.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        match TaskRun::probe() {
+            None => assert!(!monoio::utils::detect_uring()),
+            Some(mode) if version >= (6, 1) => assert_eq!(mode, TaskRun::Defer, "{release}"),
+            Some(_) => {}
+        }
     }
 }
