@@ -8,8 +8,10 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use crate::config::Lockout;
@@ -30,9 +32,14 @@ pub enum Recorded {
 /// Failure counters and lockouts keyed by client IP.
 ///
 /// Operations lock one shard of a concurrent map, never the whole table.
+/// While no client has failed, the check every request makes reads one
+/// counter and touches no shard: the cores then share no written memory.
 #[derive(Debug, Default)]
 pub struct LockoutTable {
     clients: DashMap<IpAddr, ClientFailures>,
+    /// Entries in `clients`, raised before an entry is inserted and
+    /// lowered after one is removed, so it is never below the real count.
+    tracked: AtomicUsize,
 }
 
 /// What the table knows about one client IP.
@@ -56,6 +63,9 @@ impl LockoutTable {
     /// Seconds until `ip` may try again, or `None` when it is not locked
     /// out. The value is rounded up and at least 1, fit for `Retry-After`.
     pub fn retry_after(&self, ip: IpAddr, settings: &Lockout, now: Instant) -> Option<u64> {
+        if self.tracked.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         let entry = self.clients.get(&ip)?;
         let locked_at = entry.locked_at?;
         remaining(locked_at, settings.duration, now).map(whole_seconds_up)
@@ -76,7 +86,13 @@ impl LockoutTable {
         if limit == 0 {
             return Recorded::Counted;
         }
-        let mut entry = self.clients.entry(ip).or_default();
+        let mut entry = match self.clients.entry(ip) {
+            Entry::Occupied(entry) => entry.into_ref(),
+            Entry::Vacant(entry) => {
+                self.tracked.fetch_add(1, Ordering::AcqRel);
+                entry.insert(ClientFailures::default())
+            }
+        };
 
         if let Some(locked_at) = entry.locked_at {
             if let Some(left) = remaining(locked_at, settings.duration, now) {
@@ -112,7 +128,7 @@ impl LockoutTable {
     /// example once a minute) so the table does not grow with every IP
     /// that ever failed once.
     pub fn sweep(&self, settings: &Lockout, now: Instant) -> usize {
-        let before = self.clients.len();
+        let mut removed = 0;
         self.clients.retain(|_, client| {
             let locked = client
                 .locked_at
@@ -121,9 +137,11 @@ impl LockoutTable {
                 .recent
                 .back()
                 .is_some_and(|t| within(*t, settings.window, now));
+            removed += usize::from(!(locked || counting));
             locked || counting
         });
-        before.saturating_sub(self.clients.len())
+        self.tracked.fetch_sub(removed, Ordering::AcqRel);
+        removed
     }
 
     /// Number of client IPs currently tracked.

@@ -663,4 +663,16 @@ fn sweep_drops_idle_clients_and_keeps_active_ones() {
 
     assert_eq!(auth.sweep_lockouts(start + Duration::from_secs(400)), 2);
     assert!(table.is_empty());
+
+    // An emptied table still notices the next lockout: the check skips the
+    // map only while no client is tracked.
+    let later = start + Duration::from_secs(500);
+    for _ in 0..10 {
+        fail(&auth, client(4), later);
+    }
+    assert!(matches!(
+        valid(&auth, client(4), later),
+        AuthOutcome::LockedOut { .. }
+    ));
+    assert!(matches!(valid(&auth, client(5), later), AuthOutcome::Ok(_)));
 }

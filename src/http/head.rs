@@ -281,20 +281,56 @@ pub fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// Header names listed in `Connection` are hop-by-hop too (RFC 9110 7.6.1).
-pub fn connection_listed<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<String> {
-    let mut names = Vec::new();
+pub fn connection_listed<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> ConnectionListed<'a> {
+    let mut listed = ConnectionListed::default();
     for (name, value) in headers {
-        if !name.eq_ignore_ascii_case("connection") {
-            continue;
-        }
-        for token in value.split(|&b| b == b',') {
-            let token = trim(token);
-            if !token.is_empty() {
-                names.push(lossy(token).to_ascii_lowercase());
-            }
+        if name.eq_ignore_ascii_case("connection") {
+            listed.values.push(value);
         }
     }
-    names
+    listed
+}
+
+/// The values of a head's `Connection` headers, asked whether they list a
+/// header name. Holds no copy: one `Connection` header, the usual case,
+/// costs nothing to keep.
+#[derive(Debug, Default)]
+pub struct ConnectionListed<'a> {
+    values: SmallList<'a>,
+}
+
+impl ConnectionListed<'_> {
+    /// True when some `Connection` value lists `name` (case-insensitive).
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.iter().any(|value| {
+            value
+                .split(|&b| b == b',')
+                .any(|token| trim(token).eq_ignore_ascii_case(name.as_bytes()))
+        })
+    }
+}
+
+/// A list of byte slices that stays inline while it holds one.
+#[derive(Debug, Default)]
+struct SmallList<'a> {
+    first: Option<&'a [u8]>,
+    rest: Vec<&'a [u8]>,
+}
+
+impl<'a> SmallList<'a> {
+    fn push(&mut self, value: &'a [u8]) {
+        if self.first.is_none() {
+            self.first = Some(value);
+        } else {
+            self.rest.push(value);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        self.first.into_iter().chain(self.rest.iter().copied())
+    }
 }
 
 /// A parsed response head from the engine.
@@ -584,9 +620,15 @@ mod tests {
 
     #[test]
     fn lists_connection_named_headers() {
-        let head = parse("GET / HTTP/1.1\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(connection_listed(head.headers()), vec!["x-secret", "close"]);
+        let raw = "GET / HTTP/1.1\r\nConnection: X-Secret, close\r\nX-Secret: 1\r\n\
+                   Connection: x-other\r\n\r\n";
+        let head = parse(raw).unwrap().unwrap();
+        let listed = connection_listed(head.headers());
+        for name in ["x-secret", "X-SECRET", "close", "X-Other"] {
+            assert!(listed.contains(name), "{name}");
+        }
+        for name in ["x-secre", "secret", "host", ""] {
+            assert!(!listed.contains(name), "{name}");
+        }
     }
 }

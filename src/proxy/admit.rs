@@ -80,7 +80,9 @@ pub async fn admit<S: ClientIo>(
             return refuse(400, &error.to_string(), head);
         }
     };
-    let identity = match authenticate(client, head, &target.path, snapshot, worker) {
+    // One clock reading serves authentication and evaluation.
+    let now = Instant::now();
+    let identity = match authenticate(client, head, &target.path, snapshot, worker, now) {
         Ok(identity) => identity,
         Err(admission) => return admission,
     };
@@ -89,7 +91,7 @@ pub async fn admit<S: ClientIo>(
                        parameters from them that rules cannot see; send them in the query";
         return refuse(400, message, head);
     }
-    let method = head.method().to_ascii_uppercase();
+    let method = upper_case(head.method());
     let headers: Vec<(&str, &[u8])> = head.headers().collect();
     let request = Request {
         method: &method,
@@ -140,9 +142,7 @@ pub async fn admit<S: ClientIo>(
         plan = BodyPlan::Buffered(bytes);
     }
 
-    let decision = snapshot
-        .policy
-        .evaluate(&request, parsed.as_ref(), Instant::now());
+    let decision = snapshot.policy.evaluate(&request, parsed.as_ref(), now);
     for (rule, action, status) in &decision.dry_run_hits {
         worker.counters.dry_run();
         worker.counters.rule_decision(rule, Mode::DryRun);
@@ -220,6 +220,15 @@ pub async fn admit<S: ClientIo>(
     }
 }
 
+/// `method` in upper case, copied only when it is not already.
+fn upper_case(method: &str) -> std::borrow::Cow<'_, str> {
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        method.to_ascii_uppercase().into()
+    } else {
+        method.into()
+    }
+}
+
 fn respond_closing(status: u16, message: &str) -> Admission {
     Admission::Respond {
         response: json_error(status, message, &[], true),
@@ -234,13 +243,13 @@ fn authenticate<S>(
     path: &str,
     snapshot: &Snapshot,
     worker: &Worker,
+    now: Instant,
 ) -> Result<Identity, Admission> {
     let authorization = head.header("authorization");
     let peer_cert = client.peer_cert.as_deref();
-    let outcome =
-        snapshot
-            .auth
-            .authenticate(client.addr.ip(), authorization, peer_cert, Instant::now());
+    let outcome = snapshot
+        .auth
+        .authenticate(client.addr.ip(), authorization, peer_cert, now);
     let event = AuditEvent {
         client_ip: client.addr.ip(),
         head,

@@ -249,14 +249,16 @@ async fn forward<S: ClientIo>(
     snapshot: &Snapshot,
     worker: &Worker,
 ) -> Next {
-    let request_head = upstream_head(head, &body);
+    // The head and an inspected body, written to the engine in one piece;
+    // a retry writes the same bytes again.
+    let mut request_bytes = upstream_request(head, &body);
     let started = Instant::now();
     let retryable = matches!(head.method(), "GET" | "HEAD") && matches!(body, BodyPlan::Empty);
     let mut attempt = 0;
-    let (mut upstream, response, leftover) = loop {
+    let (mut upstream, response, leftover, arrived) = loop {
         attempt += 1;
         // A retry never takes a pooled connection.
-        let conn = match worker.pool.checkout(attempt > 1).await {
+        let conn = match worker.pool.checkout(attempt > 1, started).await {
             Ok(conn) => conn,
             Err(error) => {
                 worker.count_upstream_error();
@@ -266,7 +268,8 @@ async fn forward<S: ClientIo>(
         };
         let reused = conn.reused;
         let mut stream = conn.stream;
-        let sent = send_request(client, &mut stream, head, &request_head, &body).await;
+        let (sent, bytes) = send_request(client, &mut stream, head, request_bytes, &body).await;
+        request_bytes = bytes;
         match sent {
             Err(SendError::Client) => return Next::Close,
             Err(SendError::Refused(response)) => {
@@ -280,7 +283,8 @@ async fn forward<S: ClientIo>(
         }
         match read_response_head(client, &mut stream, snapshot, head).await {
             Ok((response, leftover)) => {
-                let elapsed = started.elapsed();
+                let arrived = Instant::now();
+                let elapsed = arrived.saturating_duration_since(started);
                 worker.record_upstream_latency(elapsed);
                 tracing::debug!(
                     client.addr = %client.addr,
@@ -290,7 +294,7 @@ async fn forward<S: ClientIo>(
                     upstream.latency_us = elapsed.as_micros() as u64,
                     "forwarded"
                 );
-                break (stream, response, leftover);
+                break (stream, response, leftover, arrived);
             }
             Err(HeadError::NothingReceived) if reused && retryable && attempt == 1 => {
                 tracing::debug!("pooled engine connection was closed; retrying once");
@@ -342,28 +346,31 @@ async fn forward<S: ClientIo>(
     if let Some(filters) = filters.filter(|_| wants_filter(&response, framing)) {
         return relay_filtered(
             client, upstream, head, &response, framing, leftover, filters, snapshot, worker,
+            arrived,
         )
         .await;
     }
     let close_client = !head.keep_alive || framing == Framing::UntilClose || worker.is_draining();
     let out = response_head_bytes(&response, BodyOut::AsIs, close_client);
     let relayed = relay_body(client, &mut upstream, framing, out, leftover).await;
-    finish(relayed, upstream, &response, close_client, worker)
+    finish(relayed, upstream, &response, close_client, worker, arrived)
 }
 
 /// After a relayed response: the engine connection goes back to the pool
 /// when it stopped at a clean message end and the engine keeps it open.
+/// `arrived` is when the response head arrived.
 fn finish(
     relayed: Relayed,
     upstream: UnixStream,
     response: &ResponseHead,
     close_client: bool,
     worker: &Worker,
+    arrived: Instant,
 ) -> Next {
     match relayed {
         Relayed::Complete { upstream_reusable } => {
             if upstream_reusable && response.keep_alive {
-                worker.pool.checkin(upstream);
+                worker.pool.checkin(upstream, arrived);
             }
             if close_client {
                 Next::Close
@@ -392,6 +399,7 @@ async fn relay_filtered<S: ClientIo>(
     filters: &ResponseFilter,
     snapshot: &Snapshot,
     worker: &Worker,
+    arrived: Instant,
 ) -> Next {
     if filter::is_compressed(response.header("content-encoding")) {
         tracing::error!("compressed JSON response cannot be filtered; not sent");
@@ -420,7 +428,7 @@ async fn relay_filtered<S: ClientIo>(
         chunked,
     )
     .await;
-    finish(relayed, upstream, response, close_client, worker)
+    finish(relayed, upstream, response, close_client, worker, arrived)
 }
 
 enum SendError {
@@ -433,28 +441,34 @@ enum SendError {
     Upstream,
 }
 
-/// Writes the head and body to the engine.
+/// Writes the head and body to the engine: `request` (the head and an
+/// inspected body) first, then a streamed body. Hands `request` back.
 async fn send_request<S: ClientIo>(
     client: &mut Client<S>,
     upstream: &mut UnixStream,
     head: &RequestHead,
-    request_head: &[u8],
+    request: Vec<u8>,
     body: &BodyPlan,
-) -> Result<(), SendError> {
-    let mut out = Vec::with_capacity(request_head.len() + body.inline_len());
-    out.extend_from_slice(request_head);
-    if let BodyPlan::Buffered(bytes) = body {
-        out.extend_from_slice(bytes);
-    }
-    let (result, _) = write_all(upstream, out).await;
+) -> (Result<(), SendError>, Vec<u8>) {
+    let (result, request) = write_all(upstream, request).await;
     if result.is_err() {
-        return Err(SendError::Upstream);
+        return (Err(SendError::Upstream), request);
     }
     let framing = match body {
-        BodyPlan::Empty | BodyPlan::Buffered(_) => return Ok(()),
+        BodyPlan::Empty | BodyPlan::Buffered(_) => return (Ok(()), request),
         BodyPlan::Length(n) => Framing::Length(*n),
         BodyPlan::Chunked => Framing::Chunked,
     };
+    (stream_body(client, upstream, head, framing).await, request)
+}
+
+/// Streams the request body from the client to the engine.
+async fn stream_body<S: ClientIo>(
+    client: &mut Client<S>,
+    upstream: &mut UnixStream,
+    head: &RequestHead,
+    framing: Framing,
+) -> Result<(), SendError> {
     if head.expect_continue {
         send_continue(client).await?;
     }
@@ -556,10 +570,11 @@ async fn relay_body<S: ClientIo>(
     }
 }
 
-/// The request head as the engine gets it: original request line, headers
-/// without hop-by-hop fields or credentials, framing matching `body`.
-fn upstream_head(head: &RequestHead, body: &BodyPlan) -> Vec<u8> {
-    let mut out = Vec::with_capacity(head.len() + 64);
+/// The request as the engine gets it: original request line, headers
+/// without hop-by-hop fields or credentials, framing matching `body`, and
+/// the body itself when it was read for inspection.
+fn upstream_request(head: &RequestHead, body: &BodyPlan) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len() + 64 + body.inline_len());
     out.extend_from_slice(head.method().as_bytes());
     out.push(b' ');
     out.extend_from_slice(head.target());
@@ -571,7 +586,7 @@ fn upstream_head(head: &RequestHead, body: &BodyPlan) -> Vec<u8> {
             || name.eq_ignore_ascii_case("authorization")
             || name.eq_ignore_ascii_case("content-length")
             || name.eq_ignore_ascii_case("expect")
-            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+            || listed.contains(name)
         {
             continue;
         }
@@ -596,14 +611,36 @@ fn upstream_head(head: &RequestHead, body: &BodyPlan) -> Vec<u8> {
                 out.extend_from_slice(b"Content-Length: 0\r\n");
             }
         }
-        BodyPlan::Buffered(bytes) => {
-            out.extend_from_slice(format!("Content-Length: {}\r\n", bytes.len()).as_bytes());
-        }
-        BodyPlan::Length(n) => out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes()),
+        BodyPlan::Buffered(bytes) => push_content_length(&mut out, bytes.len() as u64),
+        BodyPlan::Length(n) => push_content_length(&mut out, *n),
         BodyPlan::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+    if let BodyPlan::Buffered(bytes) = body {
+        out.extend_from_slice(bytes);
+    }
     out
+}
+
+fn push_content_length(out: &mut Vec<u8>, length: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, length);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal, without going through `fmt`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// How the body after a response head reaches the client.
@@ -623,7 +660,9 @@ enum BodyOut {
 /// framing headers matching `body`, `Connection: close` when `close`.
 fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(response.len() + 32);
-    out.extend_from_slice(format!("HTTP/1.1 {} ", response.status).as_bytes());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(&mut out, u64::from(response.status));
+    out.push(b' ');
     out.extend_from_slice(response.reason());
     out.extend_from_slice(b"\r\n");
     let listed = head::connection_listed(response.headers());
@@ -633,7 +672,7 @@ fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> V
         let keep_te = body == BodyOut::AsIs && name.eq_ignore_ascii_case("transfer-encoding");
         if (head::is_hop_by_hop(name) && !keep_te)
             || (reframed && name.eq_ignore_ascii_case("content-length"))
-            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+            || listed.contains(name)
         {
             continue;
         }
@@ -757,13 +796,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn upstream_head_drops_credentials_and_hop_by_hop_fields() {
+    fn upstream_request_drops_credentials_and_hop_by_hop_fields() {
         let raw = "POST /v1.41/containers/create?name=x HTTP/1.1\r\nHost: h\r\n\
                    Authorization: Bearer secret\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\n\
                    Keep-Alive: timeout=5\r\nTE: trailers\r\nContent-Type: application/json\r\n\
                    Content-Length: 2\r\nExpect: 100-continue\r\n\r\n";
         let head = head::parse_request(raw.as_bytes(), 65536).unwrap().unwrap();
-        let out = String::from_utf8(upstream_head(&head, &BodyPlan::Length(2))).unwrap();
+        let out = String::from_utf8(upstream_request(&head, &BodyPlan::Length(2))).unwrap();
         assert!(out.starts_with("POST /v1.41/containers/create?name=x HTTP/1.1\r\n"));
         for gone in [
             "Authorization",
@@ -781,15 +820,24 @@ mod tests {
     }
 
     #[test]
-    fn upstream_head_keeps_upgrade_headers_for_upgrades() {
+    fn upstream_request_keeps_upgrade_headers_for_upgrades() {
         let raw = "POST /exec/1/start HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\
                    Upgrade: tcp\r\nContent-Length: 2\r\n\r\n";
         let head = head::parse_request(raw.as_bytes(), 65536).unwrap().unwrap();
-        let out =
-            String::from_utf8(upstream_head(&head, &BodyPlan::Buffered(b"{}".to_vec()))).unwrap();
+        let out = String::from_utf8(upstream_request(&head, &BodyPlan::Buffered(b"{}".to_vec())))
+            .unwrap();
         assert!(out.contains("Connection: Upgrade\r\n"));
         assert!(out.contains("Upgrade: tcp\r\n"));
-        assert!(out.ends_with("Content-Length: 2\r\n\r\n"));
+        assert!(out.ends_with("Content-Length: 2\r\n\r\n{}"), "{out}");
+    }
+
+    #[test]
+    fn decimals_are_written_without_fmt() {
+        for n in [0, 7, 10, 200, 4096, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 
     #[test]

@@ -47,9 +47,9 @@ impl Pool {
     }
 
     /// A live pooled connection, or a new one; always a new one when
-    /// `fresh`.
-    pub async fn checkout(&self, fresh: bool) -> Result<Conn, Error> {
-        let pooled = if fresh { None } else { self.take_idle() };
+    /// `fresh`. `now` is the caller's recent clock reading.
+    pub async fn checkout(&self, fresh: bool, now: Instant) -> Result<Conn, Error> {
+        let pooled = if fresh { None } else { self.take_idle(now) };
         if let Some(stream) = pooled {
             return Ok(Conn {
                 stream,
@@ -80,18 +80,21 @@ impl Pool {
         }
     }
 
-    /// Returns a connection whose last response ended cleanly.
-    pub fn checkin(&self, stream: UnixStream) {
+    /// Returns a connection whose last response ended cleanly. `since` is
+    /// a clock reading from no earlier than that response's head: reading
+    /// it early only makes the connection retire sooner.
+    pub fn checkin(&self, stream: UnixStream, since: Instant) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < MAX_IDLE {
-            idle.push((stream, Instant::now()));
+            idle.push((stream, since));
         }
     }
 
-    fn take_idle(&self) -> Option<UnixStream> {
+    fn take_idle(&self, now: Instant) -> Option<UnixStream> {
         let mut idle = self.idle.borrow_mut();
         while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() < MAX_IDLE_AGE && is_open_and_quiet(&stream) {
+            let age = now.saturating_duration_since(since);
+            if age < MAX_IDLE_AGE && is_open_and_quiet(&stream) {
                 return Some(stream);
             }
         }
