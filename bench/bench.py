@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -524,6 +525,34 @@ def run_wrk(url, conns, secs, token=None, script=None, warm=0.0, cpu_pid=None):
     return r
 
 
+def run_wrk_rounds(specs, rounds, secs, warm):
+    """Runs every wrk spec `rounds` times, interleaved (A B C, C B A, A B C, ...), so a slow
+    moment of the shared machine falls on every target alike rather than on one of them.
+    `specs` maps a name to run_wrk's keyword arguments (url, conns and the optional ones).
+    Per name: req/s, p50 and p99 are medians over the rounds; requests, non-2xx and errors are
+    summed; CPU per request is total CPU over total requests. The warm-up runs only before
+    each target's first round."""
+    per = {name: [] for name in specs}
+    cpu = {name: 0.0 for name in specs}
+    for r in range(rounds):
+        order = list(specs) if r % 2 == 0 else list(reversed(specs))
+        for name in order:
+            res = run_wrk(secs=secs, warm=warm if r == 0 else 0.0, **specs[name])
+            per[name].append(res)
+            if res["cpu_us_per_req"] is not None:
+                cpu[name] += res["cpu_us_per_req"] * res["requests"]
+    out = {}
+    for name, runs in per.items():
+        med = lambda k: (statistics.median(v for v in (x[k] for x in runs) if v is not None)
+                         if any(x[k] is not None for x in runs) else None)
+        total = sum(x["requests"] for x in runs)
+        out[name] = {"rps": med("rps"), "p50": med("p50"), "p99": med("p99"),
+                     "non2xx": sum(x["non2xx"] for x in runs), "errors": sum(x["errors"] for x in runs),
+                     "requests": total, "rounds": [x["rps"] for x in runs],
+                     "cpu_us_per_req": cpu[name] / total if specs[name].get("cpu_pid") and total else None}
+    return out
+
+
 def run_tool(args, timeout):
     p = subprocess.run([TOOLS_BIN] + args, capture_output=True, text=True, timeout=timeout)
     line = (p.stdout.strip().splitlines() or [""])[-1]
@@ -541,8 +570,10 @@ class Bench:
         self.quick = quick
         self.skip_real = skip_real
         self.out_path = out_path
-        self.secs = 3 if quick else 10
+        # wrk: seconds per round, warm-up before a target's first round, interleaved rounds.
+        self.secs = 3 if quick else 4
         self.warm = 0.5 if quick else 2
+        self.rounds = 1 if quick else 3
         self.bulk = (1 if quick else 4) * GIB
         self.token = "bench-" + secrets.token_hex(16)
         self.run = tempfile.mkdtemp(prefix="dap-bench-")
@@ -665,23 +696,32 @@ wrk.headers["Content-Type"] = "application/json"
         return "" if bad == 0 else f"{r['non2xx']} non-2xx, {r['errors']} socket errors"
 
     # --- scenarios
+    def wrk_rounds(self, specs):
+        return run_wrk_rounds(specs, self.rounds, self.secs, self.warm)
+
     def scen_get(self, ports, pids):
         concs = [10, 50, 200]
         url = "http://127.0.0.1:{}/v1.41/containers/json"
         self.get_results = {}
         for c in concs:
-            d = run_wrk(url.format(self.direct_port), c, self.secs, warm=self.warm)
-            h = run_wrk(url.format(ports["haproxy"]), c, self.secs, token=self.token, warm=self.warm,
-                        cpu_pid=pids["haproxy"])
-            o = run_wrk(url.format(ports["ours"]), c, self.secs, token=self.token, warm=self.warm,
-                        cpu_pid=pids["ours"])
+            res = self.wrk_rounds({
+                "direct": {"url": url.format(self.direct_port), "conns": c},
+                "haproxy": {"url": url.format(ports["haproxy"]), "conns": c, "token": self.token,
+                            "cpu_pid": pids["haproxy"]},
+                "ours": {"url": url.format(ports["ours"]), "conns": c, "token": self.token,
+                         "cpu_pid": pids["ours"]},
+            })
+            d, h, o = res["direct"], res["haproxy"], res["ours"]
             self.get_results[c] = o
             ratio = o["rps"] / h["rps"] if h["rps"] else 0
-            notes = "; ".join(x for x in (self.bad_note(o) and "ours: " + self.bad_note(o),
-                                           self.bad_note(h) and "haproxy: " + self.bad_note(h)) if x)
+            notes = [x for x in (self.bad_note(o) and "ours: " + self.bad_note(o),
+                                 self.bad_note(h) and "haproxy: " + self.bad_note(h)) if x]
+            if self.rounds > 1:
+                notes.append("rounds ours " + "/".join(self.fmt_rps(x) for x in o["rounds"])
+                             + ", HAProxy " + "/".join(self.fmt_rps(x) for x in h["rounds"]))
             self.row(f"GET containers/json, 20 rules, c={c}", "req/s", self.fmt_rps(o["rps"]),
                      f"HAProxy {self.fmt_rps(h['rps'])}", self.fmt_rps(d["rps"]), f"{ratio:.2f}x", ">= 1.25x HAProxy",
-                     ratio >= 1.25 and not self.bad_note(o), notes)
+                     ratio >= 1.25 and not self.bad_note(o), "; ".join(notes))
             self.row(f"GET containers/json, 20 rules, c={c}", "p50", self.fmt_lat(o["p50"]),
                      f"HAProxy {self.fmt_lat(h['p50'])}", self.fmt_lat(d["p50"]),
                      f"{o['p50'] / h['p50']:.2f}x" if o["p50"] and h["p50"] else "", "(info)")
@@ -690,39 +730,53 @@ wrk.headers["Content-Type"] = "application/json"
                      f"HAProxy {self.fmt_lat(h['p99'])}", self.fmt_lat(d["p99"]),
                      f"{o['p99'] / h['p99']:.2f}x" if o["p99"] and h["p99"] else "", "<= 1.0x HAProxy", okp99)
             # CPU time each proxy spent per request (all threads, user + system), from /proc:
-            # the cost of a request, independent of how the shared CPUs were scheduled.
+            # the cost of a request, independent of how the shared CPUs were scheduled. Its
+            # inverse is the request rate one proxy CPU-second buys: the throughput each proxy
+            # would reach on cores of its own, without the load generator and the engine.
             oc, hc = o["cpu_us_per_req"], h["cpu_us_per_req"]
             self.row(f"GET containers/json, 20 rules, c={c}", "proxy CPU per request",
                      f"{oc:.1f} µs" if oc else "?", f"HAProxy {hc:.1f} µs" if hc else "HAProxy ?", "",
                      f"{oc / hc:.2f}x" if oc and hc else "", "(info)")
+            self.row(f"GET containers/json, 20 rules, c={c}", "req per proxy CPU-second",
+                     self.fmt_rps(1e6 / oc) if oc else "?", f"HAProxy {self.fmt_rps(1e6 / hc)}" if hc else "HAProxy ?",
+                     "", f"{hc / oc:.2f}x" if oc and hc else "", "(info)")
 
-    def scen_redact(self, port):
+    def scen_redact(self, ports):
+        port = ports["ours-redact"]
         st, body = http_req(port, "GET", "/v1.41/containers/json", self.token)
         active = b"***REDACTED***" in body and b"AWS_SECRET" not in body
         self.features["redaction filter applied (Config.Env redacted)"] = active
         concs = [50] if self.quick else [10, 50, 200]
+        url = "http://127.0.0.1:{}/v1.41/containers/json"
         for c in concs:
-            o = run_wrk(f"http://127.0.0.1:{port}/v1.41/containers/json", c, self.secs, token=self.token, warm=self.warm)
-            base = self.get_results[c]["rps"]
-            ratio = o["rps"] / base if base else 0
+            # The unfiltered figure is measured again here, interleaved with the filtered one.
+            res = self.wrk_rounds({
+                "unfiltered": {"url": url.format(ports["ours"]), "conns": c, "token": self.token},
+                "redact": {"url": url.format(port), "conns": c, "token": self.token},
+            })
+            o, u = res["redact"], res["unfiltered"]
+            ratio = o["rps"] / u["rps"] if u["rps"] else 0
             note = self.bad_note(o)
             if not active:
                 note = (note + "; " if note else "") + "filter NOT applied by this build"
             self.row(f"GET containers/json + redaction, c={c}", "req/s", self.fmt_rps(o["rps"]),
-                     f"unfiltered {self.fmt_rps(base)}", "", f"{ratio:.2f}x", ">= 0.8x unfiltered",
+                     f"unfiltered {self.fmt_rps(u['rps'])}", "", f"{ratio:.2f}x", ">= 0.8x unfiltered",
                      ratio >= 0.8 and active and not self.bad_note(o), note)
             self.row(f"GET containers/json + redaction, c={c}", "p99", self.fmt_lat(o["p99"]),
-                     f"unfiltered {self.fmt_lat(self.get_results[c]['p99'])}", "", "", "(info)")
+                     f"unfiltered {self.fmt_lat(u['p99'])}", "", "", "(info)")
 
     def scen_post(self, ports):
         c = 50
         script = f"{self.run}/post.lua"
         url = "http://127.0.0.1:{}/v1.41/containers/create"
         tok = self.token
-        i = run_wrk(url.format(ports["ours"]), c, self.secs, token=tok, script=script, warm=self.warm)
-        u = run_wrk(url.format(ports["ours-nobody"]), c, self.secs, token=tok, script=script, warm=self.warm)
-        h = run_wrk(url.format(ports["haproxy"]), c, self.secs, token=tok, script=script, warm=self.warm)
-        d = run_wrk(url.format(self.direct_port), c, self.secs, script=script, warm=self.warm)
+        res = self.wrk_rounds({
+            "inspected": {"url": url.format(ports["ours"]), "conns": c, "token": tok, "script": script},
+            "uninspected": {"url": url.format(ports["ours-nobody"]), "conns": c, "token": tok, "script": script},
+            "haproxy": {"url": url.format(ports["haproxy"]), "conns": c, "token": tok, "script": script},
+            "direct": {"url": url.format(self.direct_port), "conns": c, "script": script},
+        })
+        i, u, h, d = res["inspected"], res["uninspected"], res["haproxy"], res["direct"]
         ratio = i["rps"] / u["rps"] if u["rps"] else 0
         note = "; ".join(x for x in (self.bad_note(i) and "inspected: " + self.bad_note(i),
                                       self.bad_note(u) and "uninspected: " + self.bad_note(u)) if x)
@@ -900,11 +954,11 @@ wrk.headers["Content-Type"] = "application/json"
             hap = self.start_haproxy("main", self.engine_sock)
             self.probe_features(ours[1], hap[1])
             ports = {"ours": ours[1], "haproxy": hap[1]}
-            if want("get") or want("redact"):
+            if want("get"):
                 self.scen_get(ports, {"ours": ours[0].pid, "haproxy": hap[0].pid})
             if want("redact"):
                 red = self.start_proxy("redact", "redact", self.engine_sock)
-                self.scen_redact(red[1])
+                self.scen_redact({**ports, "ours-redact": red[1]})
                 PROCS.stop(red[0])
             if want("post"):
                 nob = self.start_proxy("nobody", "nobody", self.engine_sock)
@@ -932,7 +986,7 @@ wrk.headers["Content-Type"] = "application/json"
         if want("real") and not self.skip_real:
             self.scen_real()
 
-    def report(self, started):
+    def report(self, started, prep_secs):
         hdr = ["scenario", "figure", "ours", "baseline", "ceiling / direct", "ratio", "target", "result", "notes"]
         lines = ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
         for r in self.rows:
@@ -952,8 +1006,9 @@ wrk.headers["Content-Type"] = "application/json"
         feats = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in self.features.items())
         head = [
             f"Run: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, mode {'--quick' if self.quick else 'full'}, "
-            f"{time.time() - started:.0f} s, commit {rev} (binary built "
-            f"{time.strftime('%H:%M:%S', time.localtime(os.path.getmtime(PROXY_BIN)))}), wrk -t1 {self.secs} s per figure (+{self.warm} s warm-up)",
+            f"{time.time() - started:.0f} s (+{prep_secs:.0f} s installing and building before), commit {rev} (binary built "
+            f"{time.strftime('%H:%M:%S', time.localtime(os.path.getmtime(PROXY_BIN)))}), wrk -t1 "
+            f"{self.rounds} interleaved round(s) of {self.secs} s per figure (+{self.warm} s warm-up)",
             f"Machine: {os.cpu_count()} CPUs ({cpu}), {mem:.0f} GiB, Linux {os.uname().release}; "
             f"load average before run {' '.join(self.loadavg)}, after {' '.join(open('/proc/loadavg').read().split()[:3])}",
             f"Policy features active in this build: {feats or 'not probed'}",
@@ -987,8 +1042,12 @@ def ensure_prereqs(rebuild, no_build=False):
     if missing:
         log(f"installing from Debian: {' '.join(missing)}")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends"] + missing, env=env, check=True,
-                       timeout=900, stdout=subprocess.DEVNULL)
+        install = ["apt-get", "install", "-y", "--no-install-recommends"] + missing
+        if subprocess.run(install, env=env, timeout=900, stdout=subprocess.DEVNULL).returncode != 0:
+            # A fresh machine may have no package lists yet.
+            log("apt-get install failed; running apt-get update and trying again")
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=True, timeout=900, stdout=subprocess.DEVNULL)
+            subprocess.run(install, env=env, check=True, timeout=900, stdout=subprocess.DEVNULL)
     if not os.path.exists(PROXY_BIN) or rebuild or (not no_build and proxy_stale()):
         log("building the proxy: cargo build --release (fat LTO, takes minutes)")
         subprocess.run(["cargo", "build", "--release", "--bin", "docker-api-proxy"], cwd=REPO, check=True, timeout=3600)
@@ -1010,8 +1069,9 @@ def main():
     ap.add_argument("--out", default="", help="also write the results table (markdown) to this file")
     args = ap.parse_args()
 
-    started = time.time()
+    prep_started = time.time()
     ensure_prereqs(args.rebuild, args.no_build)
+    started = time.time()
     # 10,000 idle connections need more descriptors (children inherit this).
     # (Raise the soft limit to the hard one; without CAP_SYS_RESOURCE the hard
     # limit cannot move, and 10,000 + a few hundred fits in the usual 20,000.)
@@ -1052,7 +1112,7 @@ def main():
     finally:
         signal.alarm(0)
         PROCS.stop_all()
-    rc = b.report(started)
+    rc = b.report(started, started - prep_started)
     log(f"logs and configs kept in {b.run}")
     sys.exit(code or rc)
 
