@@ -33,6 +33,8 @@ const TOP_LEVEL: &str = "container create bodies must carry host settings under 
 const LEGACY_API: &str = "API versions before 1.24 are not accepted on CI runners";
 const AMBIGUOUS: &str = "ambiguous";
 const FORM: &str = "form-encoded request bodies are refused";
+const NOT_ASCII_FORM: &str = "non-ASCII or control characters in its media type";
+const MULTIPART: &str = "multipart/form-data request bodies are refused";
 const TOO_LARGE: &str = "max_inspect_body";
 
 /// `global.limits.max_inspect_body` in `config.yaml`.
@@ -875,18 +877,23 @@ fn framing_tricks_are_refused_or_inspected() {
             },
         ));
     }
-    // Form-encoded bodies: refused whatever they hold.
-    for content_type in [
-        "application/x-www-form-urlencoded",
-        "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+    // Form-encoded bodies: refused whatever they hold, also when the
+    // media type is spelled with characters Go trims or lower-cases.
+    for (content_type, fragment) in [
+        ("application/x-www-form-urlencoded", FORM),
+        ("Application/X-WWW-Form-Urlencoded; charset=utf-8", FORM),
+        ("\u{a0}application/x-www-form-urlencoded", NOT_ASCII_FORM),
+        ("application/x-www-form-urlencoded\u{85}", NOT_ASCII_FORM),
+        ("application/x-www-form-urlencoded\u{3000};charset=utf-8", NOT_ASCII_FORM),
+        ("multipart/form-data; boundary=x", MULTIPART),
     ] {
         for (kind, bytes) in [
             ("privileged", priv_body.clone()),
             ("harmless", benign.clone()),
         ] {
             cases.push(case(
-                format!("{content_type}: {kind}"),
-                Expect::Refused(400, FORM),
+                format!("{content_type:?}: {kind}"),
+                Expect::Refused(400, fragment),
                 move |name| {
                     post(
                         &create_target("/v1.41/containers/create", name),

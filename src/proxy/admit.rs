@@ -86,10 +86,9 @@ pub async fn admit<S: ClientIo>(
         Ok(identity) => identity,
         Err(admission) => return admission,
     };
-    if is_form_body(head) {
-        let message = "form-encoded request bodies are refused: the engine would read \
-                       parameters from them that rules cannot see; send them in the query";
-        return refuse(400, message, head);
+    if let Err(refusal) = super::admit_form::check(head) {
+        tracing::debug!(client.addr = %client.addr, ?refusal, "refused form body");
+        return refuse(400, refusal.message(), head);
     }
     let method = upper_case(head.method());
     let headers: Vec<(&str, &[u8])> = head.headers().collect();
@@ -346,17 +345,6 @@ impl AuditEvent<'_> {
             message: message.to_owned(),
         });
     }
-}
-
-/// `application/x-www-form-urlencoded`, in any case, with any parameters.
-fn is_form_body(head: &RequestHead) -> bool {
-    head.headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-        .any(|(_, v)| {
-            let media = v.split(|&b| b == b';').next().unwrap_or(b"");
-            crate::http::head::trim(media)
-                .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
-        })
 }
 
 /// Health endpoints answered by the proxy itself.

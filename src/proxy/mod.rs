@@ -2,6 +2,7 @@
 //! upgraded streams.
 
 pub mod admit;
+mod admit_form;
 pub mod conn;
 pub mod copy;
 pub mod filter;

@@ -1,0 +1,116 @@
+//! Admission refusals that keep the engine from reading parameters the
+//! rules did not judge: form bodies in any Content-Type spelling Go
+//! normalises (SPEC section 5), and query parameters or headers repeated
+//! with different values that a rule names (docs/policy.md).
+//!
+//! A recording fake engine shows that a refused request never reaches it
+//! and that the honest twin of each case does.
+
+#[macro_use]
+mod support;
+
+use support::ops::{recording_engine, Recording};
+use support::{Proxy, Response};
+
+/// A policy with a query rule on image pulls and a header rule, like an
+/// operator pinning pulls to a mirror.
+const RULES: &str = r#"rules:
+  - name: pulls-from-the-mirror-only
+    action: deny
+    message: "images come from mirror.example only"
+    conditions:
+      - field: path
+        operator: equals
+        value: /images/create
+      - field: query.fromImage
+        operator: not_matches
+        value: '^mirror\.example/'
+  - name: kill-with-sigterm-only
+    action: deny
+    message: "containers are stopped with SIGTERM"
+    conditions:
+      - field: path
+        operator: matches
+        value: '^/containers/[^/]+/kill$'
+      - field: query.signal
+        operator: not_in
+        value: [SIGTERM, "15"]
+  - name: no-ci-agent
+    action: deny
+    message: "this agent is not allowed"
+    conditions:
+      - field: header.x-agent
+        operator: equals
+        value: ci-bot
+"#;
+
+fn start() -> (Recording, Proxy) {
+    let recording = recording_engine();
+    let proxy = recording.engine.options().rules(RULES).start();
+    (recording, proxy)
+}
+
+fn post(target: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "POST {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n{headers}\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn refused(response: &Response, fragment: &str) {
+    let message = response.assert_json_error(400);
+    assert!(
+        message.contains(fragment),
+        "message {message:?} lacks {fragment:?}"
+    );
+}
+
+// === form bodies ===
+
+#[test]
+fn form_bodies_in_unicode_spelled_content_types_never_reach_the_engine() {
+    let (recording, proxy) = start();
+    let target = "/v1.41/images/create?fromImage=mirror.example/x&tag=latest";
+    let body = b"fromImage=127.0.0.1:1/pwn&tag=latest";
+    let cases = [
+        ("\u{a0}application/x-www-form-urlencoded", "non-ASCII"),
+        ("application/x-www-form-urlencoded\u{85}", "non-ASCII"),
+        ("application/x-www-form-urlencoded\u{3000};charset=utf-8", "non-ASCII"),
+        ("appl\u{130}cation/x-www-form-urlencoded", "non-ASCII"),
+        ("APPLICATION/X-WWW-FORM-URLENCODED", "form-encoded"),
+        ("multipart/form-data; boundary=b", "multipart/form-data"),
+    ];
+    for (content_type, fragment) in cases {
+        let headers = format!("Content-Type: {content_type}\r\n");
+        let response = proxy.request(&post(target, &headers, body));
+        refused(&response, fragment);
+    }
+    let multipart = b"--b\r\nContent-Disposition: form-data; name=\"networkmode\"\r\n\r\n\
+                      host\r\n--b--\r\n";
+    let response = proxy.request(&post(
+        "/v1.41/build?networkmode=bridge",
+        "Content-Type: multipart/form-data; boundary=b\r\n",
+        multipart,
+    ));
+    refused(&response, "multipart/form-data");
+    let response = proxy.request(&post(
+        target,
+        "Content-Type: application/json\r\nContent-Type: application/x-www-form-urlencoded\r\n",
+        body,
+    ));
+    refused(&response, "several different Content-Type headers");
+    assert_eq!(recording.seen.lock().unwrap().len(), 0, "a refused request was forwarded");
+
+    // The honest twin: a tar upload to /build is forwarded.
+    let response = proxy.request(&post(
+        "/v1.41/build?networkmode=bridge",
+        "Content-Type: application/x-tar\r\n",
+        b"not really a tar",
+    ));
+    assert_eq!(response.status, 200, "{:?}", response.text());
+    assert_eq!(recording.forwarded("/v1.41/build?networkmode=bridge"), 1);
+}
