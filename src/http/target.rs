@@ -33,6 +33,8 @@ pub enum TargetError {
     NotUtf8,
     QuerySemicolon,
     QueryInvalidEscape,
+    /// A container or exec reference that would contain `/`.
+    ReferenceWithSlash,
 }
 
 impl fmt::Display for TargetError {
@@ -53,6 +55,12 @@ impl fmt::Display for TargetError {
                 "query string contains ';', which the engine would silently drop"
             }
             TargetError::QueryInvalidEscape => "query string contains an invalid percent escape",
+            TargetError::ReferenceWithSlash => {
+                "request path names a container or exec instance by a reference containing \
+                 '/' (such as the legacy link alias parent/alias): the engine resolves such \
+                 a reference to another container than rules written for one path segment \
+                 see; use the container's own name or ID"
+            }
         };
         f.write_str(text)
     }
@@ -82,6 +90,39 @@ pub fn canonicalize(raw: &[u8]) -> Result<Target, TargetError> {
         api_version: api_version.to_owned(),
         query,
     })
+}
+
+/// Refuses a canonical `path` under `/containers/` or `/exec/` whose
+/// reference would contain `/` for dockerd's router.
+///
+/// dockerd routes `/containers/{name:.*}/ACTION` and `DELETE
+/// /containers/{name:.*}` with a greedy pattern, and a legacy link registers
+/// the name `/parent/alias`, so `/containers/parent/alias/json` inspects the
+/// linked container while a rule for `^/containers/[^/]+/json$` does not
+/// match. Allowed shapes: `/containers/REF` (also `json`, `create`,
+/// `prune`), `/containers/REF/ACTION`, `/containers/REF/attach/ws`, and
+/// `/exec/ID/ACTION`; for DELETE only `/containers/REF`.
+pub fn check_reference(method: &str, path: &str) -> Result<(), TargetError> {
+    let inner = path.strip_prefix('/').unwrap_or(path);
+    let inner = inner.strip_suffix('/').unwrap_or(inner);
+    let (rest, max) = if let Some(rest) = inner.strip_prefix("containers/") {
+        let max = if method.eq_ignore_ascii_case("DELETE") {
+            1
+        } else if rest.ends_with("/attach/ws") {
+            3
+        } else {
+            2
+        };
+        (rest, max)
+    } else if let Some(rest) = inner.strip_prefix("exec/") {
+        (rest, 2)
+    } else {
+        return Ok(());
+    };
+    if rest.split('/').count() > max {
+        return Err(TargetError::ReferenceWithSlash);
+    }
+    Ok(())
 }
 
 /// Decodes `%XX` once, refusing anything the engine could read differently.
@@ -357,6 +398,55 @@ mod tests {
             canonicalize(b"/containers/json?all=%zz"),
             Err(TargetError::QueryInvalidEscape)
         );
+    }
+
+    #[test]
+    fn refuses_container_references_with_a_slash() {
+        for (method, path) in [
+            ("GET", "/containers/parent/alias/json"),
+            ("POST", "/containers/parent/alias/exec"),
+            ("POST", "/containers/parent/alias/kill"),
+            ("GET", "/containers/parent/alias/attach/ws"),
+            ("GET", "/containers/a/b/c/logs"),
+            ("POST", "/containers/parent/alias/exec/"),
+            ("DELETE", "/containers/parent/alias"),
+            ("delete", "/containers/parent/alias"),
+            ("DELETE", "/containers/a/json"),
+            ("DELETE", "/containers/a/attach/ws"),
+            ("GET", "/exec/a/b/json"),
+            ("POST", "/exec/a/b/start"),
+        ] {
+            assert_eq!(
+                check_reference(method, path),
+                Err(TargetError::ReferenceWithSlash),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_single_segment_references_and_fixed_container_paths() {
+        for (method, path) in [
+            ("GET", "/containers/json"),
+            ("POST", "/containers/create"),
+            ("POST", "/containers/prune"),
+            ("GET", "/containers"),
+            ("GET", "/containers/abc/json"),
+            ("GET", "/containers/abc/json/"),
+            ("POST", "/containers/abc/exec"),
+            ("GET", "/containers/abc/attach/ws"),
+            ("POST", "/containers/abc/attach"),
+            ("DELETE", "/containers/abc"),
+            ("DELETE", "/containers/abc/"),
+            ("GET", "/exec/0123abcd/json"),
+            ("POST", "/exec/0123abcd/start"),
+            ("GET", "/images/library/busybox/json"),
+            ("DELETE", "/images/registry.example/a/b"),
+            ("GET", "/containersx/a/b/c"),
+            ("GET", "/"),
+        ] {
+            assert_eq!(check_reference(method, path), Ok(()), "{method} {path}");
+        }
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub async fn admit<S: ClientIo>(
             close: !head.keep_alive,
         };
     }
-    let target = match target::canonicalize(head.target()) {
+    let checked = target::canonicalize(head.target())
+        .and_then(|t| target::check_reference(head.method(), &t.path).map(|()| t));
+    let target = match checked {
         Ok(target) => target,
         Err(error) => {
             tracing::debug!(client.addr = %client.addr, %error, "refused request target");
