@@ -253,6 +253,12 @@ fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bo
         client_ip: args.client_ip,
         role: role.as_deref(),
     };
+    if let Err(repeated) = config.policy.check_repeats(&request) {
+        return Ok((
+            format!("decision: refused with 400 before any rule: {repeated}\n"),
+            false,
+        ));
+    }
     let (decision, mut text) = config.policy.explain(&request, body.as_ref());
     if !text.ends_with('\n') {
         text.push('\n');

@@ -114,3 +114,66 @@ fn form_bodies_in_unicode_spelled_content_types_never_reach_the_engine() {
     assert_eq!(response.status, 200, "{:?}", response.text());
     assert_eq!(recording.forwarded("/v1.41/build?networkmode=bridge"), 1);
 }
+
+// === repeated query parameters and headers ===
+
+fn get(target: &str, headers: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n{headers}\r\n")
+        .into_bytes()
+}
+
+#[test]
+fn rule_named_fields_repeated_with_different_values_never_reach_the_engine() {
+    let (recording, proxy) = start();
+    let cases = [
+        (
+            post(
+                "/v1.41/images/create?fromImage=127.0.0.1:1/pwn&fromImage=mirror.example/x",
+                "",
+                b"",
+            ),
+            "query parameter \"fromImage\" appears 2 times",
+        ),
+        (
+            post(
+                "/v1.41/containers/web/kill?signal=SIGKILL&signal=SIGTERM&signal=SIGTERM",
+                "",
+                b"",
+            ),
+            "query parameter \"signal\" appears 3 times",
+        ),
+        (
+            get("/v1.41/info", "X-Agent: human\r\nx-agent: ci-bot\r\n"),
+            "header \"x-agent\" appears 2 times",
+        ),
+    ];
+    for (request, fragment) in &cases {
+        let response = proxy.request(request);
+        refused(&response, fragment);
+        refused(&response, "send it once");
+    }
+    assert_eq!(recording.seen.lock().unwrap().len(), 0, "a refused request was forwarded");
+
+    // Equal repeats, and repeats of names no rule reads (docker build -t a
+    // -t b), are judged and forwarded as usual.
+    let forwarded = [
+        "/v1.41/images/create?fromImage=mirror.example/x&fromImage=mirror.example%2Fx",
+        "/v1.41/build?t=a&t=b",
+        "/v1.41/containers/web/kill?signal=SIGTERM&signal=SIGTERM",
+    ];
+    for target in forwarded {
+        let response = proxy.request(&post(target, "", b""));
+        assert_eq!(response.status, 200, "{target}: {:?}", response.text());
+        assert_eq!(recording.forwarded(target), 1, "{target}");
+    }
+    let response = proxy.request(&get("/v1.41/info", "Accept: a\r\naccept: b\r\n"));
+    assert_eq!(response.status, 200, "{:?}", response.text());
+    // The rule still judges a single value.
+    let response = proxy.request(&post(
+        "/v1.41/images/create?fromImage=127.0.0.1:1/pwn",
+        "",
+        b"",
+    ));
+    let message = response.assert_json_error(403);
+    assert!(message.contains("mirror.example only"), "{message:?}");
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::condition::ConditionCompiler;
+use super::repeated::RepeatGuard;
 use super::{
     Action, FilterAction, FilterEntry, Policy, RateLimit, RateLimitState, ResponseFilter, Rule,
     ADMIN_ROLE,
@@ -86,9 +87,11 @@ impl Policy {
             .iter()
             .rposition(|rule| rule.conditions.iter().any(|c| c.uses_body()))
             .map_or(0, |last| last + 1);
+        let repeats = RepeatGuard::collect(&compiled);
         Ok(Policy {
             rules: compiled,
             body_scan,
+            repeats,
             default_action,
             limits,
         })

@@ -15,6 +15,7 @@ mod condition;
 mod evaluate;
 mod filter;
 mod ratelimit;
+mod repeated;
 
 #[cfg(test)]
 mod tests;
@@ -25,9 +26,11 @@ use std::sync::Arc;
 pub use body::{BodyError, JsonBody};
 pub use filter::{FilterAction, FilterEntry, ResponseFilter, REDACTED};
 pub use ratelimit::{RateLimit, RateLimitState};
+pub use repeated::RepeatedField;
 
 use crate::config::DefaultAction;
 use condition::Node;
+use repeated::RepeatGuard;
 
 /// The compiled, immutable rule set.
 #[derive(Debug)]
@@ -37,6 +40,9 @@ pub struct Policy {
     /// Number of leading rules that [`Policy::needs_body`] must look at:
     /// up to and including the last rule with a body condition (0: none).
     body_scan: usize,
+    /// Query and header names some condition reads, for
+    /// [`Policy::check_repeats`].
+    repeats: RepeatGuard,
     default_action: DefaultAction,
     limits: Arc<RateLimitState>,
 }

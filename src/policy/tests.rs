@@ -1183,3 +1183,103 @@ fn body_errors_name_the_keys_for_the_client() {
         "{text}"
     );
 }
+
+const REPEAT_RULES: &str = r#"
+- name: mirror-only
+  action: deny
+  conditions:
+    - field: query.fromImage
+      operator: not_matches
+      value: '^mirror\.'
+- name: filters
+  action: response_filter
+  conditions:
+    - or:
+        - field: header.X-Agent
+          operator: equals
+          value: bot
+        - field: query.signal
+          operator: not_in
+          value: [SIGTERM]
+  response_filter:
+    - field: Config.Env
+      action: redact
+"#;
+
+fn repeats(req: &Req) -> Result<(), RepeatedField> {
+    policy(REPEAT_RULES).check_repeats(&req.get())
+}
+
+#[test]
+fn refuses_rule_named_query_parameters_repeated_with_different_values() {
+    let req = Req::new("POST", "/images/create")
+        .query("fromImage=127.0.0.1:1/pwn&tag=latest&fromImage=mirror.example/x");
+    let refusal = repeats(&req).unwrap_err();
+    assert_eq!(
+        refusal,
+        RepeatedField {
+            kind: "query parameter",
+            name: "fromImage".into(),
+            count: 2
+        }
+    );
+    let message = refusal.to_string();
+    for fragment in ["\"fromImage\"", "2 times", "different values", "only one", "send it once"] {
+        assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+    }
+    // Without the check the deny rule lets it through: any value matches.
+    let p = policy(REPEAT_RULES);
+    assert_eq!(
+        p.evaluate(&req.get(), None, Instant::now()).verdict,
+        Verdict::Allow
+    );
+    // Nested in a group, and compared after decoding (%53 is "S").
+    let kill = Req::new("POST", "/containers/a/kill").query("signal=SIGKILL&signal=%53IGTERM");
+    assert_eq!(repeats(&kill).unwrap_err().name, "signal");
+    let encoded_key = Req::new("POST", "/images/create").query("fromImag%65=a&fromImage=b");
+    assert_eq!(repeats(&encoded_key).unwrap_err().count, 2);
+    let empty = Req::new("POST", "/images/create").query("fromImage=a&fromImage");
+    assert!(repeats(&empty).is_err());
+}
+
+#[test]
+fn passes_equal_repeats_and_repeats_no_rule_names() {
+    for query in [
+        "fromImage=mirror.example/x&fromImage=mirror.example/x",
+        "fromImage=mirror.example/x&fromImage=mirror.example%2Fx",
+        "t=a&t=b&fromImage=mirror.example/x",
+        "signal=SIGTERM",
+        "fromimage=a&fromImage=b",
+        "",
+    ] {
+        let req = Req::new("POST", "/build").query(query);
+        assert_eq!(repeats(&req), Ok(()), "{query:?}");
+    }
+    let req = Req::new("GET", "/info")
+        .header("Accept", "a")
+        .header("accept", "b")
+        .header("x-agent", "bot")
+        .header("X-Agent", "bot");
+    assert_eq!(repeats(&req), Ok(()));
+    let none = policy("- name: a\n  action: allow\n");
+    let req = Req::new("GET", "/x").query("a=1&a=2").header("b", "1").header("b", "2");
+    assert_eq!(none.check_repeats(&req.get()), Ok(()));
+}
+
+#[test]
+fn refuses_rule_named_headers_repeated_with_different_values() {
+    let req = Req::new("GET", "/info")
+        .header("X-Agent", "bot")
+        .header("User-Agent", "curl")
+        .header("x-agent", "human")
+        .header("X-AGENT", "bot");
+    let refusal = repeats(&req).unwrap_err();
+    assert_eq!(
+        refusal,
+        RepeatedField {
+            kind: "header",
+            name: "x-agent".into(),
+            count: 3
+        }
+    );
+}

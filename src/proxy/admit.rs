@@ -103,6 +103,10 @@ pub async fn admit<S: ClientIo>(
         client_ip: client.addr.ip(),
         role: identity.role.as_deref(),
     };
+    if let Err(repeated) = snapshot.policy.check_repeats(&request) {
+        tracing::debug!(client.addr = %client.addr, %repeated, "refused repeated field");
+        return refuse(400, &repeated.to_string(), head);
+    }
     let event = AuditEvent {
         client_ip: client.addr.ip(),
         head,

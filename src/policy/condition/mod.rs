@@ -206,6 +206,22 @@ impl Condition {
         matches!(self.field, Field::Path) && !self.negate
     }
 
+    /// The query parameter this condition reads, if it reads one.
+    pub(crate) fn query_name(&self) -> Option<&str> {
+        match &self.field {
+            Field::Query(name) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The (lower-cased) header name this condition reads, if any.
+    pub(crate) fn header_name(&self) -> Option<&str> {
+        match &self.field {
+            Field::Header(name) => Some(name),
+            _ => None,
+        }
+    }
+
     /// For linting: the literal a positive path condition pins, if any.
     pub(crate) fn path_literal(&self) -> Option<(&'static str, &str)> {
         if !self.is_path() {
@@ -369,7 +385,7 @@ pub(crate) fn query_values(query: &str, name: &str) -> Vec<String> {
     values
 }
 
-fn decode_component(text: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn decode_component(text: &str) -> Option<Cow<'_, str>> {
     if !text.bytes().any(|b| b == b'%' || b == b'+') {
         return Some(Cow::Borrowed(text));
     }
