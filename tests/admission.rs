@@ -79,7 +79,10 @@ fn form_bodies_in_unicode_spelled_content_types_never_reach_the_engine() {
     let cases = [
         ("\u{a0}application/x-www-form-urlencoded", "non-ASCII"),
         ("application/x-www-form-urlencoded\u{85}", "non-ASCII"),
-        ("application/x-www-form-urlencoded\u{3000};charset=utf-8", "non-ASCII"),
+        (
+            "application/x-www-form-urlencoded\u{3000};charset=utf-8",
+            "non-ASCII",
+        ),
         ("appl\u{130}cation/x-www-form-urlencoded", "non-ASCII"),
         ("APPLICATION/X-WWW-FORM-URLENCODED", "form-encoded"),
         ("multipart/form-data; boundary=b", "multipart/form-data"),
@@ -103,7 +106,11 @@ fn form_bodies_in_unicode_spelled_content_types_never_reach_the_engine() {
         body,
     ));
     refused(&response, "several different Content-Type headers");
-    assert_eq!(recording.seen.lock().unwrap().len(), 0, "a refused request was forwarded");
+    assert_eq!(
+        recording.seen.lock().unwrap().len(),
+        0,
+        "a refused request was forwarded"
+    );
 
     // The honest twin: a tar upload to /build is forwarded.
     let response = proxy.request(&post(
@@ -152,7 +159,11 @@ fn rule_named_fields_repeated_with_different_values_never_reach_the_engine() {
         refused(&response, fragment);
         refused(&response, "send it once");
     }
-    assert_eq!(recording.seen.lock().unwrap().len(), 0, "a refused request was forwarded");
+    assert_eq!(
+        recording.seen.lock().unwrap().len(),
+        0,
+        "a refused request was forwarded"
+    );
 
     // Equal repeats, and repeats of names no rule reads (docker build -t a
     // -t b), are judged and forwarded as usual.

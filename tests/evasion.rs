@@ -884,7 +884,10 @@ fn framing_tricks_are_refused_or_inspected() {
         ("Application/X-WWW-Form-Urlencoded; charset=utf-8", FORM),
         ("\u{a0}application/x-www-form-urlencoded", NOT_ASCII_FORM),
         ("application/x-www-form-urlencoded\u{85}", NOT_ASCII_FORM),
-        ("application/x-www-form-urlencoded\u{3000};charset=utf-8", NOT_ASCII_FORM),
+        (
+            "application/x-www-form-urlencoded\u{3000};charset=utf-8",
+            NOT_ASCII_FORM,
+        ),
         ("multipart/form-data; boundary=x", MULTIPART),
     ] {
         for (kind, bytes) in [

@@ -50,7 +50,11 @@ fn link_alias_paths_are_refused_and_plain_names_work() {
     let alias = format!("/v1.41/containers/{}/alias", parent.name);
     let direct = engine_get(&format!("{alias}/json"));
     assert_eq!(direct.status, 200, "engine: {:?}", direct.text());
-    assert_eq!(direct.json()["Id"], linked_id, "the alias names the linked container");
+    assert_eq!(
+        direct.json()["Id"],
+        linked_id,
+        "the alias names the linked container"
+    );
 
     let proxy = Proxy::engine();
     let exec = r#"{"Cmd":["true"],"AttachStdout":true}"#;
@@ -60,7 +64,11 @@ fn link_alias_paths_are_refused_and_plain_names_work() {
         ("POST", format!("{alias}/exec"), exec),
         ("POST", format!("{alias}/kill"), ""),
         ("DELETE", format!("{alias}?force=1"), ""),
-        ("GET", format!("/v1.41/containers/{}%2Falias/json", parent.name), ""),
+        (
+            "GET",
+            format!("/v1.41/containers/{}%2Falias/json", parent.name),
+            "",
+        ),
     ] {
         let response = request(&proxy, method, &target, body);
         let message = response.assert_json_error(400);
@@ -78,6 +86,11 @@ fn link_alias_paths_are_refused_and_plain_names_work() {
         assert_eq!(response.status, 200, "{target}: {:?}", response.text());
         assert_eq!(response.json()["Id"], linked_id);
     }
-    let response = request(&proxy, "GET", &format!("/v1.41/containers/{}/json", parent.name), "");
+    let response = request(
+        &proxy,
+        "GET",
+        &format!("/v1.41/containers/{}/json", parent.name),
+        "",
+    );
     assert_eq!(response.status, 200, "parent: {:?}", response.text());
 }

@@ -1224,7 +1224,13 @@ fn refuses_rule_named_query_parameters_repeated_with_different_values() {
         }
     );
     let message = refusal.to_string();
-    for fragment in ["\"fromImage\"", "2 times", "different values", "only one", "send it once"] {
+    for fragment in [
+        "\"fromImage\"",
+        "2 times",
+        "different values",
+        "only one",
+        "send it once",
+    ] {
         assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
     }
     // Without the check the deny rule lets it through: any value matches.
@@ -1262,7 +1268,10 @@ fn passes_equal_repeats_and_repeats_no_rule_names() {
         .header("X-Agent", "bot");
     assert_eq!(repeats(&req), Ok(()));
     let none = policy("- name: a\n  action: allow\n");
-    let req = Req::new("GET", "/x").query("a=1&a=2").header("b", "1").header("b", "2");
+    let req = Req::new("GET", "/x")
+        .query("a=1&a=2")
+        .header("b", "1")
+        .header("b", "2");
     assert_eq!(none.check_repeats(&req.get()), Ok(()));
 }
 

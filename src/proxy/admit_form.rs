@@ -76,10 +76,16 @@ pub fn check(head: &RequestHead) -> Result<(), FormRefusal> {
 fn check_value(value: &[u8]) -> Result<(), FormRefusal> {
     let media = value.split(|&b| b == b';').next().unwrap_or(b"");
     let media = trim_go_ascii(media);
-    if media.iter().any(|&b| !(b == b' ' || b == b'\t' || b.is_ascii_graphic())) {
+    if media
+        .iter()
+        .any(|&b| !(b == b' ' || b == b'\t' || b.is_ascii_graphic()))
+    {
         return Err(FormRefusal::NotPlainAscii);
     }
-    match FORM_TYPES.iter().position(|form| media.eq_ignore_ascii_case(form)) {
+    match FORM_TYPES
+        .iter()
+        .position(|form| media.eq_ignore_ascii_case(form))
+    {
         Some(0) => Err(FormRefusal::UrlEncoded),
         Some(_) => Err(FormRefusal::Multipart),
         None => Ok(()),
@@ -91,7 +97,10 @@ fn check_value(value: &[u8]) -> Result<(), FormRefusal> {
 fn trim_go_ascii(bytes: &[u8]) -> &[u8] {
     let space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
     let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !space(b)).map_or(start, |e| e + 1);
+    let end = bytes
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 
