@@ -1,12 +1,28 @@
-//! Where a message body ends, for bodies passed through byte for byte.
+//! Where a message body ends, and the framing it leaves with.
 //!
-//! The proxy does not re-frame bodies it only forwards: it copies the bytes
-//! as they came and uses a [`BodyTracker`] to stop exactly at the end of
-//! the message, so bytes of a following message are never mixed in.
+//! A [`BodyTracker`] stops exactly at the end of the message, so bytes of a
+//! following message are never mixed in. Content-Length bodies pass byte
+//! for byte. Chunked bodies either pass as they came ([`Reframe::AsIs`],
+//! engine responses to HTTP/1.1 clients), are re-encoded canonically
+//! ([`Reframe::Canonical`], every request body sent to the engine) or are
+//! decoded ([`Reframe::Decode`], responses to HTTP/1.0 clients, which do
+//! not know chunked and get the data delimited by closing).
 
 use super::chunked::ChunkedScanner;
 use super::head::Framing;
 use super::ParseError;
+
+/// What happens to the framing of a chunked body on its way through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reframe {
+    /// The bytes pass as they came.
+    AsIs,
+    /// Re-encoded as `<hex size>\r\n<data>\r\n` ... `0\r\n\r\n`, without
+    /// extensions or trailers.
+    Canonical,
+    /// Only the data passes.
+    Decode,
+}
 
 /// Tracks how much of a body has gone by.
 #[derive(Debug, Clone)]
@@ -15,10 +31,18 @@ pub struct BodyTracker {
     remaining: u64,
     scanner: ChunkedScanner,
     done: bool,
+    reframe: Reframe,
 }
 
 impl BodyTracker {
+    /// A tracker that passes every body as it came.
     pub fn new(framing: Framing) -> Self {
+        Self::reframing(framing, Reframe::AsIs)
+    }
+
+    /// A tracker that re-frames a chunked body as `reframe` says (other
+    /// framings pass as they came).
+    pub fn reframing(framing: Framing, reframe: Reframe) -> Self {
         let (remaining, done) = match framing {
             Framing::Empty => (0, true),
             Framing::Length(n) => (n, n == 0),
@@ -29,7 +53,40 @@ impl BodyTracker {
             remaining,
             scanner: ChunkedScanner::new(),
             done,
+            reframe,
         }
+    }
+
+    /// True when the bytes leaving differ from the bytes arriving, so that
+    /// [`BodyTracker::advance_into`] must be used instead of
+    /// [`BodyTracker::advance`].
+    pub fn reframes(&self) -> bool {
+        self.framing == Framing::Chunked && self.reframe != Reframe::AsIs
+    }
+
+    /// Like [`BodyTracker::advance`], appending the body bytes as they must
+    /// leave (see [`Reframe`]) to `out`.
+    pub fn advance_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<usize, ParseError> {
+        if self.done {
+            return Ok(0);
+        }
+        match (self.framing, self.reframe) {
+            (Framing::Chunked, Reframe::Canonical) => {
+                let used = self.scanner.scan_canonical(bytes, out)?;
+                self.done = self.scanner.is_done();
+                Ok(used)
+            }
+            (Framing::Chunked, Reframe::Decode) => self.step(bytes, Some(out)),
+            _ => {
+                let used = self.step(bytes, None)?;
+                out.extend_from_slice(&bytes[..used]);
+                Ok(used)
+            }
+        }
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// The whole body has gone by.
@@ -127,6 +184,33 @@ mod tests {
         let mut data = Vec::new();
         assert_eq!(length.advance_decoding(b"abcdef", &mut data).unwrap(), 3);
         assert_eq!(data, b"abc");
+    }
+
+    #[test]
+    fn chunked_bodies_leave_reframed_as_asked() {
+        let wire = b"2;x=y\r\nab\r\n1\r\nc\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let cases = [
+            (Reframe::AsIs, &wire[..wire.len() - 4]),
+            (Reframe::Canonical, &b"2\r\nab\r\n1\r\nc\r\n0\r\n\r\n"[..]),
+            (Reframe::Decode, &b"abc"[..]),
+        ];
+        for (reframe, expected) in cases {
+            let mut tracker = BodyTracker::reframing(Framing::Chunked, reframe);
+            assert_eq!(tracker.reframes(), reframe != Reframe::AsIs);
+            let mut out = Vec::new();
+            assert_eq!(
+                tracker.advance_into(wire, &mut out).unwrap(),
+                wire.len() - 4
+            );
+            assert!(tracker.is_done());
+            assert_eq!(out, expected, "{reframe:?}");
+        }
+        // Content-Length bodies are never reframed.
+        let mut tracker = BodyTracker::reframing(Framing::Length(3), Reframe::Canonical);
+        assert!(!tracker.reframes());
+        let mut out = Vec::new();
+        assert_eq!(tracker.advance_into(b"abcdef", &mut out).unwrap(), 3);
+        assert_eq!(out, b"abc");
     }
 
     #[test]

@@ -1,8 +1,32 @@
-//! Incremental `Transfer-Encoding: chunked` scanner (RFC 9112 section 7.1).
+//! Incremental `Transfer-Encoding: chunked` parser (RFC 9112 section 7.1).
 //!
-//! The proxy forwards chunked bodies byte for byte; the scanner only finds
-//! where the body ends and refuses malformed framing. When a rule needs the
-//! body, it can also collect the decoded data.
+//! The scanner finds where a chunked body ends and refuses malformed
+//! framing; it hands on the chunk data in one of three ways: not at all
+//! (the caller passes the bytes on as they came, used for engine
+//! responses), decoded (for inspection and for HTTP/1.0 clients), or
+//! re-encoded canonically (request bodies on their way to the engine).
+//!
+//! Request bodies are never passed through with the client's framing: a
+//! parser that disagrees with the engine's about where a chunked body ends
+//! is a request-smuggling hole, so the engine only ever gets
+//! `<hex size>\r\n<data>\r\n` ... `0\r\n\r\n` written by us, without
+//! chunk extensions or trailers.
+//!
+//! Accepted grammar (stricter than RFC 9112 where it helps, documented in
+//! `docs/http.md`):
+//!
+//! ```text
+//! chunk-line = 1*16HEXDIG *( SP / HTAB ) [ ";" ext ] CRLF
+//! ext        = *( any byte but CTLs; HTAB allowed )      ; discarded
+//! data       = exactly chunk-size bytes, then CRLF
+//! last-chunk = 1*16"0"-valued size line (as above)
+//! trailers   = *( field-name ":" *( any byte but CTLs; HTAB allowed ) CRLF )
+//! end        = CRLF
+//! ```
+//!
+//! Every line ends in CRLF: a bare LF or a bare CR anywhere in the framing
+//! is refused (a bare LF is where Go's textproto ends a line and the
+//! smuggling attacks start). Obsolete line folding in trailers is refused.
 
 use super::ParseError;
 
@@ -40,7 +64,9 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
+    /// Inside a trailer field name.
+    TrailerName,
+    /// Inside a trailer field value.
     TrailerLine,
     /// CR inside a trailer line seen; LF must follow.
     TrailerLf {
@@ -86,15 +112,46 @@ impl ChunkedScanner {
     pub fn scan(
         &mut self,
         input: &[u8],
-        mut decoded: Option<&mut Vec<u8>>,
+        decoded: Option<&mut Vec<u8>>,
+    ) -> Result<usize, ParseError> {
+        match decoded {
+            Some(out) => self.scan_with(input, |data| out.extend_from_slice(data)),
+            None => self.scan_with(input, |_| {}),
+        }
+    }
+
+    /// Like [`ChunkedScanner::scan`], appending the body to `out` re-encoded
+    /// canonically: each run of data found in `input` becomes one chunk
+    /// `<hex size>\r\n<data>\r\n`, and the end of the body becomes
+    /// `0\r\n\r\n`. Chunk extensions and trailers are dropped. The data is
+    /// copied once, from `input` to `out`; framing costs at most 20 bytes
+    /// per run.
+    pub fn scan_canonical(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ParseError> {
+        out.reserve(input.len() + 32);
+        let used = self.scan_with(input, |data| {
+            push_hex(out, data.len() as u64);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(data);
+            out.extend_from_slice(b"\r\n");
+        })?;
+        if self.is_done() && used > 0 {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+        Ok(used)
+    }
+
+    /// The scanning loop; `on_data` gets every run of chunk data (never an
+    /// empty one) in order.
+    fn scan_with(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
     ) -> Result<usize, ParseError> {
         let mut i = 0;
         while i < input.len() {
             if let State::Data { remaining } = self.state {
                 let take = remaining.min((input.len() - i) as u64) as usize;
-                if let Some(out) = decoded.as_deref_mut() {
-                    out.extend_from_slice(&input[i..i + take]);
-                }
+                on_data(&input[i..i + take]);
                 i += take;
                 let remaining = remaining - take as u64;
                 self.state = if remaining == 0 {
@@ -132,6 +189,9 @@ impl ChunkedScanner {
                         b';' => State::Extension { value },
                         b' ' | b'\t' => State::SizeSpace { value },
                         b'\r' => State::SizeLf { value },
+                        b'\n' => {
+                            return Err(bad("bare LF in chunk size line; lines must end in CRLF"))
+                        }
                         _ => return Err(bad("invalid character in chunk size")),
                     },
                 }
@@ -142,6 +202,7 @@ impl ChunkedScanner {
                     b' ' | b'\t' => State::SizeSpace { value },
                     b';' => State::Extension { value },
                     b'\r' => State::SizeLf { value },
+                    b'\n' => return Err(bad("bare LF in chunk size line; lines must end in CRLF")),
                     _ => return Err(bad("invalid character after chunk size")),
                 }
             }
@@ -149,7 +210,7 @@ impl ChunkedScanner {
                 self.count_line()?;
                 match byte {
                     b'\r' => State::SizeLf { value },
-                    b'\n' => return Err(bad("bare LF in chunk size line")),
+                    b'\n' => return Err(bad("bare LF in chunk size line; lines must end in CRLF")),
                     0..=8 | 11..=31 | 127 => {
                         return Err(bad("control character in chunk extension"))
                     }
@@ -158,7 +219,7 @@ impl ChunkedScanner {
             }
             State::SizeLf { value } => {
                 if byte != b'\n' {
-                    return Err(bad("chunk size line not ended by CRLF"));
+                    return Err(bad("bare CR in chunk size line; lines must end in CRLF"));
                 }
                 self.line = 0;
                 if value == 0 {
@@ -170,6 +231,7 @@ impl ChunkedScanner {
             State::Data { .. } | State::Done => unreachable!("handled in scan"),
             State::DataCr => match byte {
                 b'\r' => State::DataLf,
+                b'\n' => return Err(bad("chunk data not ended by CRLF (bare LF)")),
                 _ => return Err(bad("chunk data longer than its size")),
             },
             State::DataLf => match byte {
@@ -177,28 +239,41 @@ impl ChunkedScanner {
                     digits: 0,
                     value: 0,
                 },
-                _ => return Err(bad("chunk data not ended by CRLF")),
+                _ => return Err(bad("chunk data not ended by CRLF (bare CR)")),
             },
             State::TrailerStart => {
                 self.count_trailer()?;
                 match byte {
                     b'\r' => State::TrailerLf { empty: true },
+                    b'\n' => return Err(bad("bare LF in trailers; lines must end in CRLF")),
                     b' ' | b'\t' => return Err(bad("obsolete line folding in trailers")),
-                    _ => State::TrailerLine,
+                    _ if is_tchar(byte) => State::TrailerName,
+                    _ => return Err(bad("invalid trailer field name")),
+                }
+            }
+            State::TrailerName => {
+                self.count_trailer()?;
+                match byte {
+                    b':' => State::TrailerLine,
+                    b'\r' | b'\n' => return Err(bad("trailer line without a colon")),
+                    _ if is_tchar(byte) => State::TrailerName,
+                    _ => return Err(bad("invalid trailer field name")),
                 }
             }
             State::TrailerLine => {
                 self.count_trailer()?;
                 match byte {
                     b'\r' => State::TrailerLf { empty: false },
-                    b'\n' => return Err(bad("bare LF in trailers")),
+                    b'\n' => return Err(bad("bare LF in trailers; lines must end in CRLF")),
+                    b'\t' => State::TrailerLine,
+                    0..=31 | 127 => return Err(bad("control character in a trailer field")),
                     _ => State::TrailerLine,
                 }
             }
             State::TrailerLf { empty } => match byte {
                 b'\n' if empty => State::Done,
                 b'\n' => State::TrailerStart,
-                _ => return Err(bad("trailer line not ended by CRLF")),
+                _ => return Err(bad("bare CR in trailers; lines must end in CRLF")),
             },
         };
         Ok(())
@@ -228,6 +303,28 @@ fn hex_digit(byte: u8) -> Option<u8> {
         b'A'..=b'F' => Some(byte - b'A' + 10),
         _ => None,
     }
+}
+
+/// RFC 9110 token characters (field names).
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// Appends `n` in lower-case hex without leading zeros.
+fn push_hex(out: &mut Vec<u8>, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[at..]);
 }
 
 fn bad(what: &'static str) -> ParseError {
@@ -284,6 +381,110 @@ mod tests {
             b"2 2\r\nab\r\n",
         ] {
             assert!(decode_in_pieces(body, body.len()).is_err(), "{:?}", body);
+        }
+    }
+
+    #[test]
+    fn refuses_bare_lf_and_bare_cr_anywhere_in_the_framing() {
+        for body in [
+            // The smuggling payload: a bare LF ends Go's trailer section.
+            &b"0\r\n\nPOST /x HTTP/1.1\r\nHost: d\r\n\r\n"[..],
+            b"0\r\nX-T: 1\n\r\n",
+            b"0\r\nX-T: 1\r\n\n",
+            b"0\r\n\rX",
+            b"0\r\nX-T: 1\rX\r\n\r\n",
+            b"0\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"3 \nabc\r\n0\r\n\r\n",
+            b"3;x\nabc\r\n0\r\n\r\n",
+            b"3\rabc\r\n0\r\n\r\n",
+            b"3;x\rabc\r\n0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"3\r\nabc\rX0\r\n\r\n",
+            b"0\r\n X: 1\r\n\r\n",
+            b"0\r\nno-colon\r\n\r\n",
+            b"0\r\nbad name: 1\r\n\r\n",
+            b"0\r\nX: a\x01b\r\n\r\n",
+        ] {
+            for piece in 1..=body.len() {
+                assert!(
+                    decode_in_pieces(body, piece).is_err(),
+                    "accepted {:?} in pieces of {piece}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn accepts_the_documented_grammar() {
+        for (body, data) in [
+            (&b"3 \r\nabc\r\n0\r\n\r\n"[..], &b"abc"[..]),
+            (b"3\t;x\r\nabc\r\n0\r\n\r\n", b"abc"),
+            (b"3 ;x\r\nabc\r\n0\r\n\r\n", b"abc"),
+            (b"3;a=b;c=\"d e\"\r\nabc\r\n0;last\r\n\r\n", b"abc"),
+            (b"0000000000000003\r\nabc\r\n00\r\n\r\n", b"abc"),
+            (b"0\r\nX-A: 1\r\nX-B:\t2 3\r\n\r\n", b""),
+        ] {
+            let (used, out) = decode_in_pieces(body, 1).unwrap();
+            assert_eq!(used, body.len());
+            assert_eq!(out, data);
+        }
+    }
+
+    /// Re-encodes `body` fed in pieces of `piece` bytes.
+    fn canonical_in_pieces(body: &[u8], piece: usize) -> (usize, Vec<u8>) {
+        let mut scanner = ChunkedScanner::new();
+        let mut out = Vec::new();
+        let mut used = 0;
+        for part in body.chunks(piece) {
+            used += scanner.scan_canonical(part, &mut out).unwrap();
+            if scanner.is_done() {
+                break;
+            }
+        }
+        assert!(scanner.is_done());
+        (used, out)
+    }
+
+    #[test]
+    fn re_encodes_canonically_without_extensions_or_trailers() {
+        let body =
+            b"5;ext=1\r\nhello\r\n1 ; x\r\n \r\nA\r\n0123456789\r\n0;e\r\nX-T: 1\r\n\r\nNEXT";
+        let (used, out) = canonical_in_pieces(body, body.len());
+        assert_eq!(used, body.len() - 4);
+        assert_eq!(out, b"5\r\nhello\r\n1\r\n \r\na\r\n0123456789\r\n0\r\n\r\n");
+        for piece in 1..body.len() {
+            let (used, out) = canonical_in_pieces(body, piece);
+            assert_eq!(used, body.len() - 4);
+            assert!(out.ends_with(b"0\r\n\r\n"));
+            assert_eq!(memchr::memmem::find_iter(&out, b"0\r\n\r\n").count(), 1);
+            // The output is itself a valid body with the same data.
+            let (again, data) = decode_in_pieces(&out, out.len()).unwrap();
+            assert_eq!(again, out.len());
+            assert_eq!(data, b"hello 0123456789");
+            assert!(!out.windows(3).any(|w| w == b"ext" || w == b"X-T"));
+        }
+    }
+
+    #[test]
+    fn empty_body_re_encodes_to_the_last_chunk_only() {
+        let (_, out) = canonical_in_pieces(b"0\r\n\r\n", 1);
+        assert_eq!(out, b"0\r\n\r\n");
+        let mut scanner = ChunkedScanner::new();
+        let mut out = Vec::new();
+        scanner.scan_canonical(b"0\r\n\r\n", &mut out).unwrap();
+        scanner.scan_canonical(b"", &mut out).unwrap();
+        scanner.scan_canonical(b"more", &mut out).unwrap();
+        assert_eq!(out, b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn hex_sizes_are_lower_case_without_leading_zeros() {
+        for n in [0u64, 1, 15, 16, 255, 0x10000, u64::MAX] {
+            let mut out = Vec::new();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}").into_bytes());
         }
     }
 

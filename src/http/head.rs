@@ -155,6 +155,11 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
     let minor_version = request.version.unwrap_or(1);
     let spans = Spans::capture(buf, len, method, request.headers);
 
+    // RFC 9112 section 3.2: a server MUST answer 400 to more than one Host
+    // (the engine does too); which one the engine uses must not be a guess.
+    if spans.get_all("host").nth(1).is_some() {
+        return Err(ParseError::DuplicateHost);
+    }
     let framing = request_framing(&spans)?;
     let connection = connection_tokens(&spans);
     let keep_alive = match minor_version {
@@ -162,9 +167,12 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
         _ => !connection.close,
     };
     let upgrade = connection.upgrade && spans.get_all("upgrade").next().is_some();
-    let expect_continue = spans
-        .get_all("expect")
-        .any(|v| trim(v).eq_ignore_ascii_case(b"100-continue"));
+    // RFC 9110 section 10.1.1: an HTTP/1.0 request's 100-continue is
+    // ignored (such a client cannot read interim responses).
+    let expect_continue = minor_version >= 1
+        && spans
+            .get_all("expect")
+            .any(|v| trim(v).eq_ignore_ascii_case(b"100-continue"));
 
     Ok(Some(RequestHead {
         spans,
@@ -599,6 +607,32 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(head.expect_continue);
+    }
+
+    #[test]
+    fn refuses_more_than_one_host() {
+        for raw in [
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+            "GET / HTTP/1.1\r\nHOST: a\r\nX: 1\r\nHost:\r\n\r\n",
+            "GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        ] {
+            let error = parse(raw).unwrap_err();
+            assert_eq!(error, ParseError::DuplicateHost, "{raw:?}");
+            assert_eq!(error.status(), 400);
+            assert!(error.to_string().contains("more than one Host header"));
+        }
+        assert!(parse("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn ignores_100_continue_from_http_1_0_clients() {
+        let head = parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.expect_continue);
     }
 
     #[test]

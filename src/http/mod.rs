@@ -31,6 +31,11 @@ pub enum ParseError {
     BadContentLength(String),
     #[error("transfer coding {0:?} is not supported; only chunked is")]
     UnsupportedTransferCoding(String),
+    #[error(
+        "the request has more than one Host header; send exactly one \
+         (RFC 9112 section 3.2)"
+    )]
+    DuplicateHost,
     #[error("malformed chunked body: {0}")]
     BadChunk(&'static str),
 }

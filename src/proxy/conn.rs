@@ -20,7 +20,7 @@ use super::io::{read_append, write_all, COPY_BUF};
 use super::splice::SpliceIo;
 use super::tunnel;
 use super::Worker;
-use crate::http::body::BodyTracker;
+use crate::http::body::{BodyTracker, Reframe};
 use crate::http::head::{self, Framing, RequestHead, ResponseHead};
 use crate::http::response::json_error;
 use crate::http::ParseError;
@@ -188,6 +188,9 @@ async fn exchange<S: ClientIo>(
                     response.truncate(end + 4);
                 }
             }
+            if !close && head.keep_alive && head.minor_version == 0 {
+                mark_keep_alive(&mut response);
+            }
             let (result, _) = write_all(&mut client.io, response).await;
             if result.is_ok() && close && head.framing != Framing::Empty {
                 linger(client).await;
@@ -350,9 +353,22 @@ async fn forward<S: ClientIo>(
         )
         .await;
     }
-    let close_client = !head.keep_alive || framing == Framing::UntilClose || worker.is_draining();
-    let out = response_head_bytes(&response, BodyOut::AsIs, close_client);
-    let relayed = relay_body(client, &mut upstream, framing, out, leftover).await;
+    // HTTP/1.0 clients do not know chunked: they get the data, delimited
+    // by closing the connection.
+    let unchunk = head.minor_version == 0 && framing == Framing::Chunked;
+    let close_client =
+        !head.keep_alive || framing == Framing::UntilClose || unchunk || worker.is_draining();
+    let (body, reframe) = if unchunk {
+        (BodyOut::Unframed, Reframe::Decode)
+    } else {
+        (BodyOut::AsIs, Reframe::AsIs)
+    };
+    let mut out = response_head_bytes(&response, body, close_client);
+    if !close_client && head.minor_version == 0 {
+        mark_keep_alive(&mut out);
+    }
+    let tracker = BodyTracker::reframing(framing, reframe);
+    let relayed = relay_body(client, &mut upstream, tracker, out, leftover).await;
     finish(relayed, upstream, &response, close_client, worker, arrived)
 }
 
@@ -473,7 +489,10 @@ async fn stream_body<S: ClientIo>(
         send_continue(client).await?;
     }
     let pending = std::mem::take(&mut client.buf);
-    let tracker = BodyTracker::new(framing);
+    // The client's chunk framing never reaches the engine: a parser that
+    // disagrees with ours about where the body ends could run the rest as
+    // an unchecked request.
+    let tracker = BodyTracker::reframing(framing, Reframe::Canonical);
     match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending).await {
         // Bytes past the body belong to the next pipelined request.
         Ok(extra) => {
@@ -525,7 +544,10 @@ async fn read_response_head<S: ClientIo>(
                     if (100..200).contains(&response.status) && response.status != 101 {
                         // We answer Expect ourselves, so the engine's own
                         // 100 Continue is not relayed.
-                        if response.status != 100 || !request.expect_continue {
+                        // RFC 9110 15.2: never a 1xx to an HTTP/1.0 client.
+                        let interim_ok = request.minor_version >= 1
+                            && (response.status != 100 || !request.expect_continue);
+                        if interim_ok {
                             let out = response_head_bytes(&response, BodyOut::AsIs, false);
                             let (result, _) = write_all(&mut client.io, out).await;
                             result.map_err(|_| HeadError::Client)?;
@@ -552,15 +574,15 @@ async fn read_response_head<S: ClientIo>(
 async fn relay_body<S: ClientIo>(
     client: &mut Client<S>,
     upstream: &mut UnixStream,
-    framing: Framing,
+    tracker: BodyTracker,
     head: Vec<u8>,
     pending: Vec<u8>,
 ) -> Relayed {
-    let tracker = BodyTracker::new(framing);
+    let until_close = tracker.framing() == Framing::UntilClose;
     match copy_body(upstream, &mut client.io, tracker, head, pending).await {
         // The engine connection is reusable only at a clean message end.
         Ok(extra) => Relayed::Complete {
-            upstream_reusable: extra.is_empty() && framing != Framing::UntilClose,
+            upstream_reusable: extra.is_empty() && !until_close,
         },
         Err(CopyError::Framing(error)) => {
             tracing::warn!(%error, "engine sent a malformed chunked body");
@@ -696,6 +718,16 @@ fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> V
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Adds `Connection: keep-alive` to a complete response head (and any
+/// body after it): an HTTP/1.0 client closes after a response without it,
+/// so the proxy says so whenever it keeps such a client's connection open.
+fn mark_keep_alive(response: &mut Vec<u8>) {
+    if let Some(end) = memchr::memmem::find(response, b"\r\n\r\n") {
+        let at = end + 2;
+        response.splice(at..at, b"Connection: keep-alive\r\n".iter().copied());
+    }
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -34,7 +34,7 @@ pub enum CopyError {
 }
 
 /// Copies one body from `from` to `to`, writing `head` first (it may be
-/// empty). `pending` holds bytes already read from `from`. Returns the
+/// empty), in the framing the tracker asks for (see `http::body::Reframe`). `pending` holds bytes already read from `from`. Returns the
 /// bytes read past the end of the body.
 pub async fn copy_body<R, W>(
     from: &mut R,
@@ -50,13 +50,25 @@ where
     let mut size = ReadSize::default();
     let mut out = head;
     loop {
-        let used = tracker.advance(&pending).map_err(CopyError::Framing)?;
-        let extra = pending.split_off(used);
-        if out.is_empty() {
-            std::mem::swap(&mut out, &mut pending);
+        let extra = if tracker.reframes() {
+            // New framing around the data: encoded into `out`, and
+            // `pending` stays the read buffer.
+            let used = tracker
+                .advance_into(&pending, &mut out)
+                .map_err(CopyError::Framing)?;
+            let extra = pending.split_off(used);
+            pending.clear();
+            extra
         } else {
-            out.extend_from_slice(&pending);
-        }
+            let used = tracker.advance(&pending).map_err(CopyError::Framing)?;
+            let extra = pending.split_off(used);
+            if out.is_empty() {
+                std::mem::swap(&mut out, &mut pending);
+            } else {
+                out.extend_from_slice(&pending);
+            }
+            extra
+        };
         if !out.is_empty() {
             let (result, buf) = write_all(to, out).await;
             result.map_err(|_| CopyError::Write)?;
@@ -72,11 +84,16 @@ where
             splice_body(from, to, pipe, left).await?;
             return Ok(Vec::new());
         }
-        // Reuse the written buffer for the next read.
+        // Reuse the written buffer for the next read (when reframing, both
+        // buffers are kept: `pending` is read into, `out` encoded into).
         out.clear();
-        let (result, buf) = read_append(from, out, size.get()).await;
+        let read_into = if tracker.reframes() {
+            std::mem::take(&mut pending)
+        } else {
+            std::mem::take(&mut out)
+        };
+        let (result, buf) = read_append(from, read_into, size.get()).await;
         pending = buf;
-        out = Vec::new();
         match result {
             Ok(0) if tracker.ends_at_eof() => return Ok(Vec::new()),
             Ok(0) | Err(_) => return Err(CopyError::Read),
