@@ -474,13 +474,13 @@ async fn stream_body<S: ClientIo>(
     }
     let pending = std::mem::take(&mut client.buf);
     let tracker = BodyTracker::new(framing);
-    match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending).await {
+    match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending, None).await {
         // Bytes past the body belong to the next pipelined request.
         Ok(extra) => {
             client.buf = extra;
             Ok(())
         }
-        Err(CopyError::Read) => Err(SendError::Client),
+        Err(CopyError::Read | CopyError::ClientGone) => Err(SendError::Client),
         Err(CopyError::Write) => Err(SendError::Upstream),
         Err(CopyError::Framing(error)) => Err(SendError::Refused(json_error(
             400,
@@ -557,7 +557,8 @@ async fn relay_body<S: ClientIo>(
     pending: Vec<u8>,
 ) -> Relayed {
     let tracker = BodyTracker::new(framing);
-    match copy_body(upstream, &mut client.io, tracker, head, pending).await {
+    let watch = Some(client.fd);
+    match copy_body(upstream, &mut client.io, tracker, head, pending, watch).await {
         // The engine connection is reusable only at a clean message end.
         Ok(extra) => Relayed::Complete {
             upstream_reusable: extra.is_empty() && framing != Framing::UntilClose,
