@@ -449,6 +449,56 @@ fn rm_force_removes_a_running_container() {
     assert_eq!(left.stdout.trim(), "", "container still listed");
 }
 
+/// A client that leaves a followed stream on a quiet container releases
+/// its connection: the CLI's close is noticed once its kernel resets the
+/// connection (net.ipv4.tcp_fin_timeout, 60 s by default, plus probes).
+#[test]
+fn killed_logs_follow_on_a_quiet_container_releases_its_connection() {
+    require_engine!();
+    let proxy = support::ProxyOptions::new(support::ENGINE_SOCKET)
+        .global("metrics:\n  enabled: true")
+        .global("log_level: debug")
+        .start();
+    // The scrape's own connection counts too.
+    let active = || {
+        proxy
+            .scrape("/metrics")
+            .value("docker_proxy_active_connections", &[])
+            - 1.0
+    };
+    // Started directly on the engine: `docker run -d` leaves a wait stream
+    // of its own behind, which would blur the count.
+    let container = ContainerGuard::new("quietlogs");
+    support::Cli::docker_direct()
+        .args(&[
+            "run",
+            "-d",
+            "--name",
+            &container.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+        ])
+        .args(&["sleep", "300"])
+        .run()
+        .assert_success("docker run -d");
+    assert_eq!(active(), 0.0);
+    let logs = proxy
+        .cli(&["logs", "-f", &container.name])
+        .timeout(LONG)
+        .spawn();
+    proxy.wait_stderr("/logs?", Duration::from_secs(20));
+    assert!(active() >= 1.0, "no connection for docker logs -f");
+
+    drop(logs);
+    let released = support::wait_for(Duration::from_secs(100), || (active() == 0.0).then_some(()));
+    assert!(
+        released.is_some(),
+        "{} connections still active after the client was killed",
+        active()
+    );
+}
+
 #[test]
 fn ping_answers_head_and_get_on_one_connection() {
     require_engine!();

@@ -25,6 +25,7 @@ pub fn limits() -> Limits {
     Limits {
         header_timeout: Duration::from_secs(30),
         keepalive_idle: Duration::from_secs(120),
+        body_timeout: Duration::from_secs(30),
         upstream_connect: Duration::from_secs(5),
         upgrade_idle: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(10),

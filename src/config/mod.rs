@@ -66,6 +66,10 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Idle client connection between requests. Default: 120 s.
     pub keepalive_idle: Duration,
+    /// Time to receive a request body that a rule inspects, from the end
+    /// of its head; past it 408. Gaps between reads are also bounded by
+    /// `header_timeout`. Default: 30 s.
+    pub body_timeout: Duration,
     /// Connecting to the engine socket. Default: 5 s.
     pub upstream_connect: Duration,
     /// Upgraded stream with no traffic either way. Default: 3600 s.

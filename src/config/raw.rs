@@ -101,6 +101,7 @@ pub const HEALTH_KEYS: &[&str] = &["enabled", "live_path", "ready_path"];
 pub struct RawLimits {
     pub header_timeout: Option<u64>,
     pub keepalive_idle: Option<u64>,
+    pub body_timeout: Option<u64>,
     pub upstream_connect: Option<u64>,
     pub upgrade_idle: Option<u64>,
     pub shutdown_grace: Option<u64>,
@@ -114,6 +115,7 @@ pub struct RawLimits {
 pub const LIMITS_KEYS: &[&str] = &[
     "header_timeout",
     "keepalive_idle",
+    "body_timeout",
     "upstream_connect",
     "upgrade_idle",
     "shutdown_grace",

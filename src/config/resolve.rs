@@ -570,6 +570,7 @@ fn resolve_limits(raw: Option<&RawLimits>, pass: &mut Pass) -> Limits {
             raw.keepalive_idle,
             &mut limits.keepalive_idle,
         ),
+        ("body_timeout", raw.body_timeout, &mut limits.body_timeout),
         (
             "upstream_connect",
             raw.upstream_connect,

@@ -121,8 +121,9 @@ pub async fn admit<S: ClientIo>(
     };
     let mut parsed = None;
     if snapshot.policy.needs_body(&request) && head.framing != Framing::Empty {
-        let cap = snapshot.settings.limits.max_inspect_body;
-        let bytes = match read_body(client, head.framing, cap, head.expect_continue).await {
+        let limits = &snapshot.settings.limits;
+        let cap = limits.max_inspect_body;
+        let bytes = match read_body(client, head.framing, limits, head.expect_continue).await {
             Ok(bytes) => bytes,
             Err(BodyReadError::TooLarge) => {
                 let message = format!(
@@ -133,6 +134,12 @@ pub async fn admit<S: ClientIo>(
             }
             Err(BodyReadError::Framing(error)) => return respond_closing(400, &error.to_string()),
             Err(BodyReadError::Closed) => return Admission::Close,
+            Err(BodyReadError::TimedOut) => {
+                tracing::debug!(client.addr = %client.addr, "inspected request body too slow");
+                let message = "request body not received in time (limits.body_timeout in \
+                     all, limits.header_timeout between reads); a policy rule inspects it";
+                return respond_closing(408, message);
+            }
         };
         if !bytes.is_empty() {
             match JsonBody::parse(&bytes) {

@@ -20,6 +20,7 @@ use super::io::{read_append, write_all, COPY_BUF};
 use super::splice::SpliceIo;
 use super::tunnel;
 use super::Worker;
+use crate::config::Limits;
 use crate::http::body::{BodyTracker, Reframe};
 use crate::http::head::{self, Framing, RequestHead, ResponseHead};
 use crate::http::response::json_error;
@@ -493,13 +494,13 @@ async fn stream_body<S: ClientIo>(
     // disagrees with ours about where the body ends could run the rest as
     // an unchecked request.
     let tracker = BodyTracker::reframing(framing, Reframe::Canonical);
-    match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending).await {
+    match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending, None).await {
         // Bytes past the body belong to the next pipelined request.
         Ok(extra) => {
             client.buf = extra;
             Ok(())
         }
-        Err(CopyError::Read) => Err(SendError::Client),
+        Err(CopyError::Read | CopyError::ClientGone) => Err(SendError::Client),
         Err(CopyError::Write) => Err(SendError::Upstream),
         Err(CopyError::Framing(error)) => Err(SendError::Refused(json_error(
             400,
@@ -579,7 +580,8 @@ async fn relay_body<S: ClientIo>(
     pending: Vec<u8>,
 ) -> Relayed {
     let until_close = tracker.framing() == Framing::UntilClose;
-    match copy_body(upstream, &mut client.io, tracker, head, pending).await {
+    let watch = Some(client.fd);
+    match copy_body(upstream, &mut client.io, tracker, head, pending, watch).await {
         // The engine connection is reusable only at a clean message end.
         Ok(extra) => Relayed::Complete {
             upstream_reusable: extra.is_empty() && !until_close,
@@ -760,13 +762,17 @@ async fn respond_and_close<S: ClientIo>(
     Next::Close
 }
 
-/// Reads a whole request body (for inspection), up to `cap` bytes of data.
+/// Reads a whole request body (for inspection), up to
+/// `limits.max_inspect_body` bytes of data, within `limits.body_timeout`
+/// and with no gap between reads longer than `limits.header_timeout`.
 pub async fn read_body<S: ClientIo>(
     client: &mut Client<S>,
     framing: Framing,
-    cap: usize,
+    limits: &Limits,
     expect_continue: bool,
 ) -> Result<Vec<u8>, BodyReadError> {
+    let cap = limits.max_inspect_body;
+    let deadline = Instant::now() + limits.body_timeout;
     if expect_continue && framing != Framing::Empty {
         let (result, _) =
             write_all(&mut client.io, b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
@@ -796,8 +802,15 @@ pub async fn read_body<S: ClientIo>(
         if tracker.is_done() {
             return Ok(data);
         }
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(limits.header_timeout);
         let buf = std::mem::take(&mut client.buf);
-        let (result, buf) = read_append(&mut client.io, buf, COPY_BUF).await;
+        // On expiry the read in flight is abandoned; the connection closes.
+        let read = monoio::time::timeout(wait, read_append(&mut client.io, buf, COPY_BUF)).await;
+        let Ok((result, buf)) = read else {
+            return Err(BodyReadError::TimedOut);
+        };
         client.buf = buf;
         match result {
             Ok(0) | Err(_) => return Err(BodyReadError::Closed),
@@ -811,6 +824,8 @@ pub async fn read_body<S: ClientIo>(
 pub enum BodyReadError {
     TooLarge,
     Closed,
+    /// `limits.body_timeout` passed, or a gap of `limits.header_timeout`.
+    TimedOut,
     Framing(ParseError),
 }
 

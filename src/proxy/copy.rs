@@ -3,10 +3,13 @@
 //! The rest of a long Content-Length body between two plain sockets is
 //! spliced (`proxy::splice`) unless `DOCKER_PROXY_BULK_COPY=buffered`.
 
+use std::os::fd::RawFd;
+
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use super::io::{bulk_copy, read_append, write_all, BulkCopy, ReadSize};
 use super::splice::{NonBlocking, Pipe, SpliceIo};
+use super::watch;
 use crate::http::body::BodyTracker;
 use crate::http::ParseError;
 
@@ -31,17 +34,25 @@ pub enum CopyError {
     Write,
     /// The body's framing is malformed.
     Framing(ParseError),
+    /// The client watched while waiting for `from` closed its connection.
+    ClientGone,
 }
 
 /// Copies one body from `from` to `to`, writing `head` first (it may be
 /// empty), in the framing the tracker asks for (see `http::body::Reframe`). `pending` holds bytes already read from `from`. Returns the
 /// bytes read past the end of the body.
+///
+/// With `watch`, the client socket it names is probed while the copy waits
+/// for `from` (`proxy::watch`); when the client has gone the copy stops
+/// with [`CopyError::ClientGone`], abandoning the read in flight, so `from`
+/// must then be closed.
 pub async fn copy_body<R, W>(
     from: &mut R,
     to: &mut W,
     mut tracker: BodyTracker,
     head: Vec<u8>,
     mut pending: Vec<u8>,
+    watch: Option<RawFd>,
 ) -> Result<Vec<u8>, CopyError>
 where
     R: AsyncReadRent + SpliceIo,
@@ -49,6 +60,8 @@ where
 {
     let mut size = ReadSize::default();
     let mut out = head;
+    // Lazy: no timer exists until the copy first waits for `from`.
+    let mut gone = std::pin::pin!(watch::client_gone_opt(watch));
     loop {
         let extra = if tracker.reframes() {
             // New framing around the data: encoded into `out`, and
@@ -81,7 +94,10 @@ where
             // No buffer is needed while the rest is spliced.
             drop((out, pending));
             let left = tracker.length_left().unwrap_or(0);
-            splice_body(from, to, pipe, left).await?;
+            monoio::select! {
+                spliced = splice_body(from, to, pipe, left) => spliced?,
+                _ = &mut gone => return Err(CopyError::ClientGone),
+            }
             return Ok(Vec::new());
         }
         // Reuse the written buffer for the next read (when reframing, both
@@ -92,7 +108,10 @@ where
         } else {
             std::mem::take(&mut out)
         };
-        let (result, buf) = read_append(from, read_into, size.get()).await;
+        let (result, buf) = monoio::select! {
+            read = read_append(from, read_into, size.get()) => read,
+            _ = &mut gone => return Err(CopyError::ClientGone),
+        };
         pending = buf;
         match result {
             Ok(0) if tracker.ends_at_eof() => return Ok(Vec::new()),

@@ -16,6 +16,7 @@ use crate::policy::ResponseFilter;
 use super::conn::{Client, ClientIo};
 use super::copy::Relayed;
 use super::io::{read_append, write_all, ReadSize};
+use super::watch;
 use crate::http::body::BodyTracker;
 use crate::http::head::Framing;
 
@@ -114,6 +115,8 @@ pub async fn relay<S: ClientIo>(
     let mut docs = Vec::new();
     let mut raw = leftover;
     let mut ended = reader.is_done();
+    // Lazy: no timer exists until the relay first waits for the engine.
+    let mut gone = std::pin::pin!(watch::client_gone(client.fd));
     loop {
         let had_newline = memchr::memchr(b'\n', &raw).is_some();
         match reader.advance_decoding(&raw, &mut pending) {
@@ -157,7 +160,11 @@ pub async fn relay<S: ClientIo>(
             };
         }
         raw.clear();
-        let (result, buf) = read_append(upstream, raw, size.get()).await;
+        let (result, buf) = monoio::select! {
+            read = read_append(upstream, raw, size.get()) => read,
+            // The read in flight is abandoned; the engine connection closes.
+            _ = &mut gone => return Relayed::Broken,
+        };
         raw = buf;
         if let Ok(n) = result {
             size.observe(n);

@@ -9,6 +9,7 @@ pub mod filter;
 pub mod io;
 pub mod splice;
 pub mod tunnel;
+pub mod watch;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
