@@ -215,18 +215,25 @@ fn check_config_of_the_example_policy_shows_settings_rules_and_warnings() {
             "deny-swarm-secrets-plugins",
             "deny-privileged",
             "deny-host-mounts",
+            "deny-volumes-from",
             "deny-bind-volumes",
             "deny-capabilities",
+            "deny-unconfined-security-opts",
+            "deny-unmasked-system-paths",
             "deny-host-namespaces",
             "deny-devices",
+            "deny-links",
             "deny-top-level-host-settings",
             "deny-legacy-api-versions",
             "deny-build-host-network",
+            "deny-buildkit-control",
+            "deny-commit",
             "limit-container-create",
             "exec-needs-admin",
-            "watch-image-pulls",
+            "attach-input-needs-admin",
             "redact-container-env",
             "redact-image-env",
+            "watch-image-pulls",
         ],
         "{stdout}"
     );
@@ -364,7 +371,7 @@ fn explain_exits_0_for_an_allowed_request() {
     // Every rule is listed, in evaluation order.
     assert_eq!(
         stdout.matches("\nrule \"").count() + usize::from(stdout.starts_with("rule \"")),
-        15,
+        22,
         "{stdout}"
     );
 }
@@ -383,7 +390,7 @@ fn explain_applies_roles_and_response_filters() {
     let (code, stdout, _) = run(&[&exec[..], &["--role", "ci"]].concat(), TOKENS, dir.path());
     assert_eq!(code, 1, "{stdout}");
     assert!(
-        stdout.contains("docker exec is reserved for runner operators"),
+        stdout.contains("docker exec is reserved for the operators (admin token)"),
         "{stdout}"
     );
     let (code, stdout, _) = run(
