@@ -397,11 +397,30 @@ fn build_script_packs_a_tarball_that_verifies() {
         "config.yaml",
         "scripts/setup",
         "docs/install.md",
+        "docs/policy.md",
+        "docs/rules.md",
+        "docs/http.md",
+        "docs/architecture.md",
     ] {
         assert!(
             unpacked.join(file).is_file(),
             "{file} missing from the tarball"
         );
+    }
+    // Every relative docs link in the packed README and docs resolves.
+    for doc in ["README.md", "docs/install.md", "docs/policy.md", "docs/rules.md"] {
+        let text = read(&unpacked.join(doc));
+        let base = unpacked.join(doc).parent().unwrap().to_path_buf();
+        for target in text.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+            let target = target.split('#').next().unwrap();
+            if target.is_empty() || target.contains("://") {
+                continue;
+            }
+            assert!(
+                base.join(target).exists(),
+                "{doc} links {target}, which is not in the tarball"
+            );
+        }
     }
     let binary = unpacked.join("docker-api-proxy");
     let version_out = assert_ok(
