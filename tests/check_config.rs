@@ -544,7 +544,10 @@ fn check_config_shows_the_engine_socket_and_where_it_came_from() {
         )),
         "{stdout}"
     );
-    assert!(stdout.contains("never falls back to another socket"), "{stdout}");
+    assert!(
+        stdout.contains("never falls back to another socket"),
+        "{stdout}"
+    );
 
     let (_, stdout, _) = run(&["--check-config", "--config", &config], TOKENS, dir.path());
     assert!(stdout.contains("engine socket: "), "{stdout}");
@@ -587,8 +590,14 @@ fn a_missing_docker_host_socket_is_not_replaced_by_another_engine() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let answer = |path: &str| -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut text = String::new();
         let _ = stream.read_to_string(&mut text);
         Some(text)

@@ -24,12 +24,14 @@ use support::{
 
 const PRIVILEGED: &str = "privileged containers are not allowed through this proxy";
 const HOST_MOUNTS: &str = "mounting host paths is not allowed through this proxy";
-const BIND_VOLUMES: &str = "volumes with driver mount options (--opt type/device/o) are not allowed through this proxy";
+const BIND_VOLUMES: &str =
+    "volumes with driver mount options (--opt type/device/o) are not allowed through this proxy";
 const CAPABILITIES: &str = "adding this capability (--cap-add) is not allowed through this proxy";
 const SECURITY_OPT: &str = "turning off confinement (--security-opt seccomp=unconfined, apparmor=unconfined or label=disable)";
 const NAMESPACES: &str =
     "sharing the host's or another container's namespaces is not allowed through this proxy";
-const DEVICES: &str = "host devices (--device, --device-cgroup-rule) are not allowed through this proxy";
+const DEVICES: &str =
+    "host devices (--device, --device-cgroup-rule) are not allowed through this proxy";
 const TOP_LEVEL: &str = "container create bodies must carry host settings under HostConfig";
 const LEGACY_API: &str = "API versions before 1.24 are not accepted by this proxy";
 const AMBIGUOUS: &str = "ambiguous";

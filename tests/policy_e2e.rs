@@ -302,7 +302,8 @@ fn refuses_host_namespaces() {
 fn refuses_host_devices() {
     require_engine!();
     let setup = Setup::example();
-    let message = "host devices (--device, --device-cgroup-rule) are not allowed through this proxy";
+    let message =
+        "host devices (--device, --device-cgroup-rule) are not allowed through this proxy";
     assert_all_refused(
         &setup,
         &[
@@ -317,7 +318,8 @@ fn refuses_host_devices() {
 fn refuses_swarm_and_secrets_to_ci_but_not_to_admin() {
     require_engine!();
     let setup = Setup::example();
-    let message = "swarm, secrets, configs and plugins are reserved for the operators (admin token)";
+    let message =
+        "swarm, secrets, configs and plugins are reserved for the operators (admin token)";
     for args in [
         &["secret", "ls"][..],
         &["config", "ls"],
@@ -842,8 +844,17 @@ fn ci_cannot_commit_attach_stdin_link_or_use_grpc() {
     let victim = ContainerGuard::new("victim");
     Cli::docker_direct()
         .args(&[
-            "run", "-d", "-i", "--name", &victim.name, "--label", TEST_LABEL, "-e",
-            "SECRET=hunter2-victim", IMAGE, "sh",
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            &victim.name,
+            "--label",
+            TEST_LABEL,
+            "-e",
+            "SECRET=hunter2-victim",
+            IMAGE,
+            "sh",
         ])
         .run()
         .assert_success("start the victim container");
@@ -853,7 +864,8 @@ fn ci_cannot_commit_attach_stdin_link_or_use_grpc() {
     let _ = Cli::docker_direct().args(&["rmi", "-f", &image]).run();
     assert!(!out.success(), "ci commit succeeded: {}", out.stdout);
     assert!(
-        out.stderr.contains("docker commit is reserved for the operators"),
+        out.stderr
+            .contains("docker commit is reserved for the operators"),
         "{}",
         out.stderr
     );
@@ -914,7 +926,15 @@ fn ci_can_run_attach_without_stdin_and_build() {
     let setup = Setup::example();
     let guard = ContainerGuard::new("fg");
     let out = setup.ci(&[
-        "run", "--rm", "--name", &guard.name, "--label", TEST_LABEL, IMAGE, "echo", "fg-ok",
+        "run",
+        "--rm",
+        "--name",
+        &guard.name,
+        "--label",
+        TEST_LABEL,
+        IMAGE,
+        "echo",
+        "fg-ok",
     ]);
     out.assert_success("foreground docker run");
     assert_eq!(out.stdout, "fg-ok\n");
@@ -922,7 +942,15 @@ fn ci_can_run_attach_without_stdin_and_build() {
     let ticker = ContainerGuard::new("ticker");
     Cli::docker_direct()
         .args(&[
-            "run", "-d", "--name", &ticker.name, "--label", TEST_LABEL, IMAGE, "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            &ticker.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "sh",
+            "-c",
             "sleep 2; echo tick-1; sleep 30",
         ])
         .run()

@@ -408,10 +408,19 @@ fn build_script_packs_a_tarball_that_verifies() {
         );
     }
     // Every relative docs link in the packed README and docs resolves.
-    for doc in ["README.md", "docs/install.md", "docs/policy.md", "docs/rules.md"] {
+    for doc in [
+        "README.md",
+        "docs/install.md",
+        "docs/policy.md",
+        "docs/rules.md",
+    ] {
         let text = read(&unpacked.join(doc));
         let base = unpacked.join(doc).parent().unwrap().to_path_buf();
-        for target in text.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
             let target = target.split('#').next().unwrap();
             if target.is_empty() || target.contains("://") {
                 continue;
@@ -469,7 +478,10 @@ fn setup_policy_carries_every_protection_rule_of_config_yaml() {
             .iter()
             .find(|r| r["name"] == rule["name"])
             .unwrap_or_else(|| panic!("the setup policy lacks config.yaml's rule {name}"));
-        assert_eq!(copy, rule, "rule {name} differs between config.yaml and setup");
+        assert_eq!(
+            copy, rule,
+            "rule {name} differs between config.yaml and setup"
+        );
         checked.push(name.to_owned());
     }
     for name in [
@@ -486,7 +498,10 @@ fn setup_policy_carries_every_protection_rule_of_config_yaml() {
         "attach-input-needs-admin",
         "redact-image-env",
     ] {
-        assert!(checked.iter().any(|c| c == name), "{name} not compared: {checked:?}");
+        assert!(
+            checked.iter().any(|c| c == name),
+            "{name} not compared: {checked:?}"
+        );
     }
 }
 
@@ -495,7 +510,11 @@ fn setup_policy_carries_every_protection_rule_of_config_yaml() {
 fn setup_without_config_yaml_beside_it_refuses() {
     let copy = tempfile::tempdir().unwrap();
     std::fs::create_dir(copy.path().join("scripts")).unwrap();
-    std::fs::copy(repo().join("scripts/setup"), copy.path().join("scripts/setup")).unwrap();
+    std::fs::copy(
+        repo().join("scripts/setup"),
+        copy.path().join("scripts/setup"),
+    )
+    .unwrap();
     let root = tempfile::tempdir().unwrap();
     let out = Command::new(copy.path().join("scripts/setup"))
         .arg("--root")
@@ -507,7 +526,10 @@ fn setup_without_config_yaml_beside_it_refuses() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "setup succeeded without config.yaml");
     assert!(stderr.contains("config.yaml"), "{stderr}");
-    assert!(!root.path().join("etc/docker-api-proxy/config.yaml").exists());
+    assert!(!root
+        .path()
+        .join("etc/docker-api-proxy/config.yaml")
+        .exists());
 }
 
 /// The installed policy, run by the real proxy in front of the real engine:
@@ -543,14 +565,23 @@ fn setup_policy_refuses_bind_volumes_top_level_privileged_and_readonly_attach() 
     let volume = support::unique_name("bindvol");
     let out = proxy
         .cli(&[
-            "volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt",
-            "device=/etc", &volume,
+            "volume",
+            "create",
+            "--opt",
+            "type=none",
+            "--opt",
+            "o=bind",
+            "--opt",
+            "device=/etc",
+            &volume,
         ])
         .env("DOCKER_CONFIG", &docker_config.display().to_string())
         .run();
     let created = support::engine_get(&format!("/volumes/{volume}")).status == 200;
     if created {
-        support::Cli::docker_direct().args(&["volume", "rm", "-f", &volume]).run();
+        support::Cli::docker_direct()
+            .args(&["volume", "rm", "-f", &volume])
+            .run();
     }
     assert!(!out.success(), "bind volume created: {}", out.stdout);
     assert!(
@@ -581,8 +612,15 @@ fn setup_policy_refuses_bind_volumes_top_level_privileged_and_readonly_attach() 
     let target = support::ContainerGuard::new("shell");
     support::Cli::docker_direct()
         .args(&[
-            "run", "-d", "-i", "--name", &target.name, "--label", support::TEST_LABEL,
-            support::IMAGE, "sh",
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            &target.name,
+            "--label",
+            support::TEST_LABEL,
+            support::IMAGE,
+            "sh",
         ])
         .run()
         .assert_success("start an interactive container");

@@ -230,8 +230,7 @@ impl Prepared {
             pieces += 1;
         }
         out.push_str(rest);
-        let whole_unset = pieces == 1
-            && only.is_some_and(|i| self.references[i].1.is_none());
+        let whole_unset = pieces == 1 && only.is_some_and(|i| self.references[i].1.is_none());
         Substituted {
             text: out,
             referenced,

@@ -373,7 +373,17 @@ fn variables_expand_and_unset_ones_warn() {
 fn token_values_from_the_environment_are_never_read_as_yaml() {
     let text = "auth:\n  type: bearer\n  tokens:\n    - token: ${DOCKER_PROXY_CI_TOKEN}\n      \
         role: ci\n    - {token: ${SECOND}, role: admin}\n  secret: \"${THIRD}\"\n";
-    for value in ["abc #def", "!secret", "yes", "0123", "\"quoted\"", "1e3", "null", "~", "- a"] {
+    for value in [
+        "abc #def",
+        "!secret",
+        "yes",
+        "0123",
+        "\"quoted\"",
+        "1e3",
+        "null",
+        "~",
+        "- a",
+    ] {
         let config = load(
             text,
             &[

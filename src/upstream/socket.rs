@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(choice, SocketChoice::DockerHost(missing.clone()));
         assert_eq!(choice.current().unwrap(), missing.as_path());
         let text = explain(None, &env);
-        assert!(text.contains("does-not-exist.sock (from DOCKER_HOST="), "{text}");
+        assert!(
+            text.contains("does-not-exist.sock (from DOCKER_HOST="),
+            "{text}"
+        );
         assert!(text.contains("never falls back"), "{text}");
     }
 
