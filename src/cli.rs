@@ -103,8 +103,14 @@ impl Args {
     }
 }
 
+/// Exit code of `--check-config` for a configuration that loads but under
+/// which the proxy refuses every request (authentication fails closed).
+pub const EXIT_REFUSES_EVERYTHING: u8 = 2;
+
 /// `--check-config`: exit 0 and a report when valid, 1 and every error
-/// when not.
+/// when not, [`EXIT_REFUSES_EVERYTHING`] when valid but authentication
+/// fails closed: a deploy check (systemd `ExecStartPre`, CI) must not pass
+/// a proxy that answers every request with 401.
 pub fn check_config(overrides: &Overrides) -> ExitCode {
     match config::load(overrides) {
         Ok(config) => {
@@ -119,9 +125,24 @@ pub fn check_config(overrides: &Overrides) -> ExitCode {
                 eprintln!("configuration is invalid");
                 return ExitCode::FAILURE;
             }
-            print!("{}", config::render_check(&config));
-            println!("configuration is valid");
-            ExitCode::SUCCESS
+            let mut report = config::render_check(&config);
+            let env = |name: &str| std::env::var(name).ok();
+            report.push_str(&format!(
+                "\n{}\n",
+                crate::upstream::socket::explain(config.settings.socket.as_deref(), &env)
+            ));
+            let code = if let config::AuthMode::FailClosed { reason } = &config.auth {
+                report.push_str(&format!(
+                    "\nconfiguration is valid, but the proxy would refuse every request: \
+                    authentication fails closed ({reason})\n"
+                ));
+                ExitCode::from(EXIT_REFUSES_EVERYTHING)
+            } else {
+                report.push_str("configuration is valid\n");
+                ExitCode::SUCCESS
+            };
+            print_stdout(&report);
+            code
         }
         Err(errors) => {
             eprintln!("{errors}");
@@ -131,6 +152,18 @@ pub fn check_config(overrides: &Overrides) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes a report to stdout. A reader that went away (`| head`) is not
+/// an error worth a panic: the rest of the report is dropped quietly.
+fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(error) => eprintln!("docker-api-proxy: cannot write the report: {error}"),
     }
 }
 
@@ -152,7 +185,7 @@ pub fn count_problems(n: usize) -> String {
 pub fn explain(overrides: &Overrides, args: &ExplainArgs) -> ExitCode {
     match explain_text(overrides, args) {
         Ok((text, allowed)) => {
-            print!("{text}");
+            print_stdout(&text);
             if allowed {
                 ExitCode::SUCCESS
             } else {

@@ -215,18 +215,25 @@ fn check_config_of_the_example_policy_shows_settings_rules_and_warnings() {
             "deny-swarm-secrets-plugins",
             "deny-privileged",
             "deny-host-mounts",
+            "deny-volumes-from",
             "deny-bind-volumes",
             "deny-capabilities",
+            "deny-unconfined-security-opts",
+            "deny-unmasked-system-paths",
             "deny-host-namespaces",
             "deny-devices",
+            "deny-links",
             "deny-top-level-host-settings",
             "deny-legacy-api-versions",
             "deny-build-host-network",
+            "deny-buildkit-control",
+            "deny-commit",
             "limit-container-create",
             "exec-needs-admin",
-            "watch-image-pulls",
+            "attach-input-needs-admin",
             "redact-container-env",
             "redact-image-env",
+            "watch-image-pulls",
         ],
         "{stdout}"
     );
@@ -364,7 +371,7 @@ fn explain_exits_0_for_an_allowed_request() {
     // Every rule is listed, in evaluation order.
     assert_eq!(
         stdout.matches("\nrule \"").count() + usize::from(stdout.starts_with("rule \"")),
-        15,
+        22,
         "{stdout}"
     );
 }
@@ -383,7 +390,7 @@ fn explain_applies_roles_and_response_filters() {
     let (code, stdout, _) = run(&[&exec[..], &["--role", "ci"]].concat(), TOKENS, dir.path());
     assert_eq!(code, 1, "{stdout}");
     assert!(
-        stdout.contains("docker exec is reserved for runner operators"),
+        stdout.contains("docker exec is reserved for the operators (admin token)"),
         "{stdout}"
     );
     let (code, stdout, _) = run(
@@ -490,4 +497,145 @@ fn explain_without_credentials_refuses_like_the_proxy_when_auth_is_required() {
         "fail-closed config allowed: {stdout}"
     );
     assert!(stdout.contains("not configured"), "{stdout}");
+}
+
+// === fail-closed authentication, the engine socket, closed pipes ===
+
+/// Valid YAML whose authentication fails closed (tokens unset) is not a
+/// passing deploy check: exit 2 and say that every request is refused.
+#[test]
+fn check_config_fails_when_authentication_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example(dir.path());
+    let (code, stdout, stderr) = run(&["--check-config", "--config", &config], &[], dir.path());
+    assert_eq!(code, 2, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("configuration is valid, but the proxy would refuse every request"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused with 401"), "{stdout}");
+    assert!(!stdout.contains("\nconfiguration is valid\n"), "{stdout}");
+    // The type the file asks for is shown, with what became of it.
+    assert!(
+        stdout.contains("bearer, failing closed (no usable token)  (file)"),
+        "{stdout}"
+    );
+    // With the tokens set the same file passes.
+    let (code, stdout, _) = run(&["--check-config", "--config", &config], TOKENS, dir.path());
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("configuration is valid\n"), "{stdout}");
+}
+
+/// `--check-config` names the socket it would use and the variables it read.
+#[test]
+fn check_config_shows_the_engine_socket_and_where_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example(dir.path());
+    let missing = dir.path().join("does-not-exist.sock");
+    let host = format!("unix://{}", missing.display());
+    let mut env = TOKENS.to_vec();
+    env.push(("DOCKER_HOST", &host));
+    let (code, stdout, _) = run(&["--check-config", "--config", &config], &env, dir.path());
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "engine socket: {} (from DOCKER_HOST=\"{host}\")",
+            missing.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("never falls back to another socket"),
+        "{stdout}"
+    );
+
+    let (_, stdout, _) = run(&["--check-config", "--config", &config], TOKENS, dir.path());
+    assert!(stdout.contains("engine socket: "), "{stdout}");
+    assert!(
+        stdout.contains("read: DOCKER_HOST unset") && stdout.contains("tried in order: "),
+        "{stdout}"
+    );
+}
+
+/// A socket named by DOCKER_HOST that does not exist is never replaced by
+/// the engine on /var/run/docker.sock: requests get 502.
+#[test]
+fn a_missing_docker_host_socket_is_not_replaced_by_another_engine() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write(
+        dir.path(),
+        "config.yaml",
+        &format!("global: {{port: {port}, bind: 127.0.0.1}}\nauth: {{type: none}}\n"),
+    );
+    let missing = dir.path().join("does-not-exist.sock");
+    let mut child = Command::new(BIN)
+        .args(["--config", &config])
+        .current_dir(dir.path())
+        .env_remove("DOCKER_SOCKET")
+        .env_remove("DOCKER_PROXY_PORT")
+        .env_remove("DOCKER_PROXY_SECRET")
+        .env("DOCKER_HOST", format!("unix://{}", missing.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let answer = |path: &str| -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        Some(text)
+    };
+    let mut version = None;
+    while version.is_none() && Instant::now() < deadline {
+        version = answer("/v1.41/version");
+        if version.is_none() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let ready = answer("/readyz");
+    let _ = child.kill();
+    let _ = child.wait();
+    let version = version.expect("the proxy did not accept within 15 s");
+    assert!(version.starts_with("HTTP/1.1 502"), "{version}");
+    let ready = ready.unwrap_or_default();
+    assert!(!ready.starts_with("HTTP/1.1 200"), "{ready}");
+}
+
+/// `--check-config | head -3`: a reader that goes away ends the report
+/// quietly, without a panic.
+#[test]
+fn check_config_into_a_closed_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = example(dir.path());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["--check-config", "--config", &config])
+        .current_dir(dir.path())
+        .envs(TOKENS.iter().copied())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }

@@ -22,15 +22,18 @@ use support::{
     Proxy, Response, ADMIN_TOKEN, CI_TOKEN, IMAGE,
 };
 
-const PRIVILEGED: &str = "privileged containers are not allowed on CI runners";
-const HOST_MOUNTS: &str = "mounting host paths is not allowed on CI runners";
-const BIND_VOLUMES: &str = "volumes with driver mount options are not allowed on CI runners";
-const CAPABILITIES: &str = "adding this capability is not allowed on CI runners";
+const PRIVILEGED: &str = "privileged containers are not allowed through this proxy";
+const HOST_MOUNTS: &str = "mounting host paths is not allowed through this proxy";
+const BIND_VOLUMES: &str =
+    "volumes with driver mount options (--opt type/device/o) are not allowed through this proxy";
+const CAPABILITIES: &str = "adding this capability (--cap-add) is not allowed through this proxy";
+const SECURITY_OPT: &str = "turning off confinement (--security-opt seccomp=unconfined, apparmor=unconfined or label=disable)";
 const NAMESPACES: &str =
-    "sharing the host's or another container's namespaces is not allowed on CI runners";
-const DEVICES: &str = "host devices are not available to CI jobs";
+    "sharing the host's or another container's namespaces is not allowed through this proxy";
+const DEVICES: &str =
+    "host devices (--device, --device-cgroup-rule) are not allowed through this proxy";
 const TOP_LEVEL: &str = "container create bodies must carry host settings under HostConfig";
-const LEGACY_API: &str = "API versions before 1.24 are not accepted on CI runners";
+const LEGACY_API: &str = "API versions before 1.24 are not accepted by this proxy";
 const AMBIGUOUS: &str = "ambiguous";
 const FORM: &str = "form-encoded request bodies are refused";
 const NOT_ASCII_FORM: &str = "non-ASCII or control characters in its media type";
@@ -1095,11 +1098,16 @@ fn capability_spellings_are_refused() {
             r#""HostConfig":{"SecurityOpt":["label=disable"]}"#,
         ),
     ] {
+        let message = if label.starts_with("SecurityOpt") {
+            SECURITY_OPT
+        } else {
+            CAPABILITIES
+        };
         cases.push(create_case(
             label,
             "/v1.41/containers/create",
             body(members),
-            Expect::Refused(403, CAPABILITIES),
+            Expect::Refused(403, message),
         ));
     }
     // Harmless capabilities go through, in any spelling.
@@ -1389,7 +1397,7 @@ fn privileged_exec_is_refused_even_for_admin() {
     let response = exec(CI_TOKEN, path.clone(), r#"{"Cmd":["id"]}"#);
     assert_eq!(
         response.assert_json_error(403),
-        "docker exec is reserved for runner operators"
+        "docker exec is reserved for the operators (admin token)"
     );
     let response = exec(ADMIN_TOKEN, path, r#"{"Cmd":["id"]}"#);
     assert_eq!(response.status, 409, "{}", response.text());

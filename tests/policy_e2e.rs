@@ -167,7 +167,7 @@ fn refuses_privileged_containers() {
         &setup,
         &[(
             &["--privileged"],
-            "privileged containers are not allowed on CI runners",
+            "privileged containers are not allowed through this proxy",
         )],
     );
 }
@@ -176,7 +176,7 @@ fn refuses_privileged_containers() {
 fn refuses_host_mounts_in_every_form() {
     require_engine!();
     let setup = Setup::example();
-    let message = "mounting host paths is not allowed on CI runners; use named volumes";
+    let message = "mounting host paths is not allowed through this proxy; use named volumes";
     assert_all_refused(
         &setup,
         &[
@@ -196,7 +196,11 @@ fn refuses_host_mounts_in_every_form() {
                 ],
                 message,
             ),
-            (&["--volumes-from", "some-other-container"], message),
+            (
+                &["--volumes-from", "some-other-container"],
+                "--volumes-from is not allowed through this proxy: it inherits another \
+                 container's mounts",
+            ),
         ],
     );
 }
@@ -222,7 +226,7 @@ fn refuses_bind_backed_volume_create() {
     assert!(!out.success(), "volume create succeeded: {}", out.stdout);
     assert!(
         out.stderr
-            .contains("volumes with driver mount options are not allowed on CI runners"),
+            .contains("volumes with driver mount options (--opt type/device/o) are not allowed through this proxy"),
         "{}",
         out.stderr
     );
@@ -237,7 +241,7 @@ fn refuses_bind_backed_volume_create() {
 fn refuses_capability_escalation_in_any_spelling() {
     require_engine!();
     let setup = Setup::example();
-    let message = "adding this capability is not allowed on CI runners";
+    let message = "adding this capability (--cap-add) is not allowed through this proxy";
     assert_all_refused(
         &setup,
         &[
@@ -250,8 +254,26 @@ fn refuses_capability_escalation_in_any_spelling() {
             (&["--cap-add", "all"], message),
             (&["--cap-add", "SYS_PTRACE"], message),
             (&["--cap-add", "NET_ADMIN"], message),
+        ],
+    );
+}
+
+/// Each confinement switch is refused with a message naming confinement,
+/// not capabilities.
+#[test]
+fn refuses_turning_off_confinement_with_a_message_that_names_it() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "turning off confinement (--security-opt seccomp=unconfined, \
+                   apparmor=unconfined or label=disable) is not allowed through this proxy";
+    let unmask = "unmasking /proc and /sys (--security-opt systempaths=unconfined";
+    assert_all_refused(
+        &setup,
+        &[
             (&["--security-opt", "seccomp=unconfined"], message),
             (&["--security-opt", "apparmor=unconfined"], message),
+            (&["--security-opt", "label=disable"], message),
+            (&["--security-opt", "systempaths=unconfined"], unmask),
         ],
     );
 }
@@ -261,7 +283,7 @@ fn refuses_host_namespaces() {
     require_engine!();
     let setup = Setup::example();
     let message =
-        "sharing the host's or another container's namespaces is not allowed on CI runners";
+        "sharing the host's or another container's namespaces is not allowed through this proxy";
     assert_all_refused(
         &setup,
         &[
@@ -280,7 +302,8 @@ fn refuses_host_namespaces() {
 fn refuses_host_devices() {
     require_engine!();
     let setup = Setup::example();
-    let message = "host devices are not available to CI jobs";
+    let message =
+        "host devices (--device, --device-cgroup-rule) are not allowed through this proxy";
     assert_all_refused(
         &setup,
         &[
@@ -295,7 +318,8 @@ fn refuses_host_devices() {
 fn refuses_swarm_and_secrets_to_ci_but_not_to_admin() {
     require_engine!();
     let setup = Setup::example();
-    let message = "swarm, secrets, configs and plugins are not available to CI jobs";
+    let message =
+        "swarm, secrets, configs and plugins are reserved for the operators (admin token)";
     for args in [
         &["secret", "ls"][..],
         &["config", "ls"],
@@ -348,7 +372,7 @@ fn refuses_builds_on_the_host_network() {
     );
     assert!(
         out.stderr
-            .contains("builds cannot use the host network on CI runners"),
+            .contains("builds cannot use the host network through this proxy"),
         "{}",
         out.stderr
     );
@@ -385,7 +409,7 @@ fn exec_needs_the_admin_role() {
     );
     assert!(
         out.stderr
-            .contains("docker exec is reserved for runner operators"),
+            .contains("docker exec is reserved for the operators (admin token)"),
         "{}",
         out.stderr
     );
@@ -401,7 +425,7 @@ fn exec_needs_the_admin_role() {
     );
     assert!(
         out.stderr
-            .contains("privileged containers are not allowed on CI runners"),
+            .contains("privileged containers are not allowed through this proxy"),
         "{}",
         out.stderr
     );
@@ -661,7 +685,7 @@ fn dry_run_rules_continue_and_are_recorded() {
 fn refuses_volumes_with_any_driver_mount_options() {
     require_engine!();
     let setup = Setup::example();
-    let message = "volumes with driver mount options are not allowed on CI runners";
+    let message = "volumes with driver mount options (--opt type/device/o) are not allowed through this proxy";
     for opts in [
         &["--opt", "type=proc", "--opt", "device=proc"][..],
         &[
@@ -689,7 +713,7 @@ fn refuses_volumes_with_any_driver_mount_options() {
             "--mount",
             "type=volume,dst=/hp,volume-opt=type=proc,volume-opt=device=proc",
         ],
-        "mounting host paths is not allowed on CI runners",
+        "mounting host paths is not allowed through this proxy",
     )
     .unwrap();
 
@@ -733,7 +757,7 @@ fn refuses_unmasked_proc_paths_sent_directly() {
     assert_run_refused(
         &setup,
         &["--security-opt", "systempaths=unconfined"],
-        "adding this capability is not allowed on CI runners",
+        "unmasking /proc and /sys",
     )
     .unwrap();
 }
@@ -790,8 +814,9 @@ fn image_inspect_redacts_environment_committed_from_a_container() {
         ])
         .run()
         .assert_success("start the source container");
+    // Committing is for operators (see ci_cannot_commit_attach_stdin_or_link).
     setup
-        .ci(&["commit", &source.name, &image])
+        .admin(&["commit", &source.name, &image])
         .assert_success("docker commit");
     let out = setup.ci(&["image", "inspect", &image]);
     Cli::docker_direct().args(&["rmi", "-f", &image]).run();
@@ -806,4 +831,159 @@ fn image_inspect_redacts_environment_committed_from_a_container() {
         "no marker:\n{}",
         out.stdout
     );
+}
+
+/// A CI job must not get around environment redaction with `docker
+/// commit`, type into another container's stdin with `docker attach`
+/// (POST or websocket), read another container's environment through a
+/// legacy link, or drive BuildKit's control API past the /build rules.
+#[test]
+fn ci_cannot_commit_attach_stdin_link_or_use_grpc() {
+    require_engine!();
+    let setup = Setup::example();
+    let victim = ContainerGuard::new("victim");
+    Cli::docker_direct()
+        .args(&[
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            &victim.name,
+            "--label",
+            TEST_LABEL,
+            "-e",
+            "SECRET=hunter2-victim",
+            IMAGE,
+            "sh",
+        ])
+        .run()
+        .assert_success("start the victim container");
+
+    let image = format!("{}:latest", unique_name("stolen"));
+    let out = setup.ci(&["commit", &victim.name, &image]);
+    let _ = Cli::docker_direct().args(&["rmi", "-f", &image]).run();
+    assert!(!out.success(), "ci commit succeeded: {}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("docker commit is reserved for the operators"),
+        "{}",
+        out.stderr
+    );
+
+    // docker attach sends stdin=1 to a container with an open stdin.
+    let out = setup
+        .proxy
+        .cli(&["attach", "--sig-proxy=false", &victim.name])
+        .env(
+            "DOCKER_CONFIG",
+            &setup.dir.path().join("docker-ci").display().to_string(),
+        )
+        .stdin(b"echo typed-by-ci\n")
+        .timeout(Duration::from_secs(20))
+        .run();
+    assert!(!out.success(), "ci attach succeeded: {}", out.stdout);
+    // The CLI reports a refused hijack only by its status.
+    assert!(out.stderr.contains("received 403"), "{}", out.stderr);
+    for request in [
+        format!(
+            "GET /v1.41/containers/{}/attach/ws?stdin=1&stream=1 HTTP/1.1\r\nHost: docker\r\n\
+             Authorization: Bearer {CI_TOKEN}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            victim.name
+        ),
+        format!(
+            "POST /v1.41/containers/{}/attach?stream=1&stdin=0&stdout=1 HTTP/1.1\r\n\
+             Host: docker\r\nAuthorization: Bearer {CI_TOKEN}\r\nConnection: Upgrade\r\n\
+             Upgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+            victim.name
+        ),
+        // BuildKit's control API, whatever the body.
+        format!(
+            "POST /grpc HTTP/1.1\r\nHost: docker\r\nAuthorization: Bearer {CI_TOKEN}\r\n\
+             Connection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n"
+        ),
+    ] {
+        let response = setup.proxy.request(request.as_bytes());
+        let message = response.assert_json_error(403);
+        assert!(message.contains("reserved for the operators"), "{message}");
+    }
+
+    // --link copies the victim's environment into the new container.
+    let link = format!("{}:db", victim.name);
+    assert_run_refused(
+        &setup,
+        &["--link", &link],
+        "legacy container links (--link) are reserved for the operators",
+    )
+    .unwrap();
+}
+
+/// What CI jobs do all day still works: a foreground run (attached
+/// without stdin), attach --no-stdin, logs and a classic docker build.
+#[test]
+fn ci_can_run_attach_without_stdin_and_build() {
+    require_engine!();
+    let setup = Setup::example();
+    let guard = ContainerGuard::new("fg");
+    let out = setup.ci(&[
+        "run",
+        "--rm",
+        "--name",
+        &guard.name,
+        "--label",
+        TEST_LABEL,
+        IMAGE,
+        "echo",
+        "fg-ok",
+    ]);
+    out.assert_success("foreground docker run");
+    assert_eq!(out.stdout, "fg-ok\n");
+
+    let ticker = ContainerGuard::new("ticker");
+    Cli::docker_direct()
+        .args(&[
+            "run",
+            "-d",
+            "--name",
+            &ticker.name,
+            "--label",
+            TEST_LABEL,
+            IMAGE,
+            "sh",
+            "-c",
+            "sleep 2; echo tick-1; sleep 30",
+        ])
+        .run()
+        .assert_success("start the ticker");
+    let mut attach = setup
+        .proxy
+        .cli(&["attach", "--no-stdin", "--sig-proxy=false", &ticker.name])
+        .env(
+            "DOCKER_CONFIG",
+            &setup.dir.path().join("docker-ci").display().to_string(),
+        )
+        .spawn();
+    attach.expect_line("tick-1", Duration::from_secs(20));
+    drop(attach);
+
+    let context = tempfile::tempdir().expect("build context");
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {IMAGE}\nRUN echo built > /built\n"),
+    )
+    .expect("Dockerfile");
+    let tag = format!("local/{}", unique_name("cibuild"));
+    let out = setup
+        .proxy
+        .cli(&["build", "--label", TEST_LABEL, "-t", &tag, "."])
+        .env(
+            "DOCKER_CONFIG",
+            &setup.dir.path().join("docker-ci").display().to_string(),
+        )
+        .env("DOCKER_BUILDKIT", "0")
+        .current_dir(context.path())
+        .timeout(LONG)
+        .run();
+    let _ = Cli::docker_direct().args(&["rmi", "-f", &tag]).run();
+    out.assert_success("docker build with the ci token");
 }

@@ -3,6 +3,9 @@
 //! The setup script runs with `--root <tmp>`, so nothing on the host is
 //! touched: no user is created and systemd is not driven.
 
+#[macro_use]
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -127,7 +130,9 @@ fn installs_into_a_scratch_root_twice_and_keeps_tokens() {
         .unwrap();
     let report = assert_ok(&check, "--check-config");
     for rule in [
-        "readonly-get-only",
+        "readonly-look-only",
+        "deny-bind-volumes",
+        "deny-top-level-host-settings",
         "deny-privileged",
         "deny-host-mounts",
         "deny-capabilities",
@@ -392,11 +397,39 @@ fn build_script_packs_a_tarball_that_verifies() {
         "config.yaml",
         "scripts/setup",
         "docs/install.md",
+        "docs/policy.md",
+        "docs/rules.md",
+        "docs/http.md",
+        "docs/architecture.md",
     ] {
         assert!(
             unpacked.join(file).is_file(),
             "{file} missing from the tarball"
         );
+    }
+    // Every relative docs link in the packed README and docs resolves.
+    for doc in [
+        "README.md",
+        "docs/install.md",
+        "docs/policy.md",
+        "docs/rules.md",
+    ] {
+        let text = read(&unpacked.join(doc));
+        let base = unpacked.join(doc).parent().unwrap().to_path_buf();
+        for target in text
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+        {
+            let target = target.split('#').next().unwrap();
+            if target.is_empty() || target.contains("://") {
+                continue;
+            }
+            assert!(
+                base.join(target).exists(),
+                "{doc} links {target}, which is not in the tarball"
+            );
+        }
     }
     let binary = unpacked.join("docker-api-proxy");
     let version_out = assert_ok(
@@ -409,4 +442,219 @@ fn build_script_packs_a_tarball_that_verifies() {
         !bytes.windows(7).any(|w| w == b".symtab"),
         "the packed binary still has a symbol table (not stripped)"
     );
+}
+
+// === the installed policy is config.yaml's host protection ===
+
+fn rules_of(text: &str, what: &str) -> Vec<serde_json::Value> {
+    let value: serde_json::Value =
+        serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{what} is not YAML: {e}"));
+    value["rules"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what} has no rules list"))
+        .clone()
+}
+
+/// Every enforcing rule of config.yaml (deny, require_role, redaction; not
+/// the CI-specific rate limit or the dry-run example) is in the setup
+/// policy, unchanged.
+#[test]
+fn setup_policy_carries_every_protection_rule_of_config_yaml() {
+    let root = tempfile::tempdir().unwrap();
+    assert_ok(&setup(root.path(), &[]), "setup");
+    let installed = read(&root.path().join("etc/docker-api-proxy/config.yaml"));
+    let installed = rules_of(&installed, "the setup policy");
+    let example = rules_of(&read(&repo().join("config.yaml")), "config.yaml");
+    let mut checked = Vec::new();
+    for rule in &example {
+        let action = rule["action"].as_str().unwrap_or_default();
+        if !matches!(action, "deny" | "require_role" | "response_filter")
+            || rule["dry_run"] == serde_json::Value::Bool(true)
+        {
+            continue;
+        }
+        let name = rule["name"].as_str().unwrap();
+        let copy = installed
+            .iter()
+            .find(|r| r["name"] == rule["name"])
+            .unwrap_or_else(|| panic!("the setup policy lacks config.yaml's rule {name}"));
+        assert_eq!(
+            copy, rule,
+            "rule {name} differs between config.yaml and setup"
+        );
+        checked.push(name.to_owned());
+    }
+    for name in [
+        "deny-privileged",
+        "deny-host-mounts",
+        "deny-bind-volumes",
+        "deny-top-level-host-settings",
+        "deny-legacy-api-versions",
+        "deny-unmasked-system-paths",
+        "deny-host-namespaces",
+        "deny-commit",
+        "deny-buildkit-control",
+        "exec-needs-admin",
+        "attach-input-needs-admin",
+        "redact-image-env",
+    ] {
+        assert!(
+            checked.iter().any(|c| c == name),
+            "{name} not compared: {checked:?}"
+        );
+    }
+}
+
+/// setup refuses to write a policy without config.yaml's block.
+#[test]
+fn setup_without_config_yaml_beside_it_refuses() {
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir(copy.path().join("scripts")).unwrap();
+    std::fs::copy(
+        repo().join("scripts/setup"),
+        copy.path().join("scripts/setup"),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = Command::new(copy.path().join("scripts/setup"))
+        .arg("--root")
+        .arg(root.path())
+        .arg("--binary")
+        .arg(BIN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "setup succeeded without config.yaml");
+    assert!(stderr.contains("config.yaml"), "{stderr}");
+    assert!(!root
+        .path()
+        .join("etc/docker-api-proxy/config.yaml")
+        .exists());
+}
+
+/// The installed policy, run by the real proxy in front of the real engine:
+/// the escapes found against the old setup policy are refused.
+#[test]
+fn setup_policy_refuses_bind_volumes_top_level_privileged_and_readonly_attach() {
+    require_engine!();
+    let root = tempfile::tempdir().unwrap();
+    assert_ok(&setup(root.path(), &[]), "setup");
+    let env = read(&root.path().join("etc/docker-api-proxy/env"));
+    let admin = token(&env, "DOCKER_PROXY_ADMIN_TOKEN");
+    let readonly = token(&env, "DOCKER_PROXY_READONLY_TOKEN");
+    let audit = root.path().join("audit.jsonl");
+    let policy = read(&root.path().join("etc/docker-api-proxy/config.yaml")).replace(
+        "audit_log: /var/log/docker-api-proxy/audit.jsonl",
+        &format!("audit_log: {}", audit.display()),
+    );
+    let proxy = support::ProxyOptions::new(support::ENGINE_SOCKET)
+        .config_file(&policy)
+        .env("DOCKER_PROXY_ADMIN_TOKEN", &admin)
+        .env("DOCKER_PROXY_READONLY_TOKEN", &readonly)
+        .start();
+    let docker_config = root.path().join("docker-admin");
+    std::fs::create_dir(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        serde_json::json!({"HttpHeaders": {"Authorization": format!("Bearer {admin}")}})
+            .to_string(),
+    )
+    .unwrap();
+
+    // A local-driver volume binding host /etc, even with the admin token.
+    let volume = support::unique_name("bindvol");
+    let out = proxy
+        .cli(&[
+            "volume",
+            "create",
+            "--opt",
+            "type=none",
+            "--opt",
+            "o=bind",
+            "--opt",
+            "device=/etc",
+            &volume,
+        ])
+        .env("DOCKER_CONFIG", &docker_config.display().to_string())
+        .run();
+    let created = support::engine_get(&format!("/volumes/{volume}")).status == 200;
+    if created {
+        support::Cli::docker_direct()
+            .args(&["volume", "rm", "-f", &volume])
+            .run();
+    }
+    assert!(!out.success(), "bind volume created: {}", out.stdout);
+    assert!(
+        out.stderr.contains("volumes with driver mount options"),
+        "{}",
+        out.stderr
+    );
+    assert!(!created, "the engine created volume {volume}");
+
+    // "Privileged" at the top level of the create body (old API versions).
+    let guard = support::ContainerGuard::new("toplevel");
+    let body = format!(r#"{{"Image":"{}","Privileged":true}}"#, support::IMAGE);
+    let response = proxy.request(
+        format!(
+            "POST /v1.41/containers/create?name={} HTTP/1.1\r\nHost: docker\r\n\
+             Authorization: Bearer {admin}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            guard.name,
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let message = response.assert_json_error(403);
+    assert!(message.contains("under HostConfig"), "{message}");
+    assert!(support::engine_container(&guard.name).is_none());
+
+    // The readonly token may look, but not attach (websocket GET or POST).
+    let target = support::ContainerGuard::new("shell");
+    support::Cli::docker_direct()
+        .args(&[
+            "run",
+            "-d",
+            "-i",
+            "--name",
+            &target.name,
+            "--label",
+            support::TEST_LABEL,
+            support::IMAGE,
+            "sh",
+        ])
+        .run()
+        .assert_success("start an interactive container");
+    let looked = proxy.request(
+        format!(
+            "GET /v1.41/containers/{}/json HTTP/1.1\r\nHost: docker\r\n\
+             Authorization: Bearer {readonly}\r\n\r\n",
+            target.name
+        )
+        .as_bytes(),
+    );
+    assert_eq!(looked.status, 200, "readonly inspect: {}", looked.text());
+    let requests = [
+        format!(
+            "GET /v1.41/containers/{}/attach/ws?stdin=1&stream=1 HTTP/1.1\r\nHost: docker\r\n\
+             Authorization: Bearer {readonly}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            target.name
+        ),
+        format!(
+            "GET /v1.41/containers/{}/attach/ws?stdin=1&stream=1 HTTP/1.1\r\nHost: docker\r\n\
+             Authorization: Bearer {readonly}\r\n\r\n",
+            target.name
+        ),
+        format!(
+            "POST /v1.41/containers/{}/attach?stdin=1&stream=1 HTTP/1.1\r\nHost: docker\r\n\
+             Authorization: Bearer {readonly}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\
+             Content-Length: 0\r\n\r\n",
+            target.name
+        ),
+    ];
+    for request in &requests {
+        let response = proxy.request(request.as_bytes());
+        let message = response.assert_json_error(403);
+        assert!(message.contains("read-only"), "{message}");
+    }
 }

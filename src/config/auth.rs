@@ -143,13 +143,19 @@ pub(super) fn resolve_auth(
 }
 
 fn fail_closed(situation: &str, pass: &mut Pass) -> AuthMode {
+    fail_closed_as("fail-closed".into(), Source::Default, situation, pass)
+}
+
+/// Fail closed, showing `shown` as the effective `auth.type` (the type the
+/// file asked for, when it asked for one).
+fn fail_closed_as(shown: String, source: Source, situation: &str, pass: &mut Pass) -> AuthMode {
     let reason = format!(
         "{situation}, so every request is refused with 401; \
         fix: {FAIL_CLOSED_FIX}"
     );
     pass.warnings
         .push(format!("authentication fails closed: {reason}"));
-    pass.record("auth.type", "fail-closed".into(), Source::Default);
+    pass.record("auth.type", shown, source);
     AuthMode::FailClosed { reason }
 }
 
@@ -209,9 +215,11 @@ fn resolve_bearer(raw: &RawAuth, env_secret: Option<String>, pass: &mut Pass) ->
         (None, None) => None,
     };
     if tokens.is_empty() && secret.is_none() {
-        return fail_closed(
+        return fail_closed_as(
+            "bearer, failing closed (no usable token)".into(),
+            source_of(raw.kind.is_some()),
             "bearer authentication has no non-empty secret or token (an empty \
-            ${VAR} expands to nothing)",
+            or unset ${VAR} expands to nothing)",
             pass,
         );
     }

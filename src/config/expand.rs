@@ -1,18 +1,21 @@
-//! `${NAME}` expansion over the raw configuration text.
+//! `${NAME}` expansion in the configuration file.
 //!
-//! Runs before YAML parsing, so a variable may supply any part of the file.
+//! A reference stands for the variable's value as a plain string: the value
+//! is never read as YAML, so `abc #def`, `!secret`, `yes`, `0123` or
+//! `"quoted"` arrive exactly as they are in the environment. To do that
+//! without giving up YAML's flow style (`{port: ${PORT}}`), expansion runs
+//! in two steps: [`prepare`] replaces every reference in the text with an
+//! inert placeholder word before parsing, and [`Prepared::apply`] swaps the
+//! placeholders in the parsed string scalars for the values.
+//!
+//! Settings that take a number or a boolean (`port: ${PORT}`) get the value
+//! converted when it is one; everywhere else the value stays a string.
 //! `$${` writes a literal `${`. An unset variable expands to the empty
-//! string and is reported so `--check-config` can warn about it.
+//! string (a whole-value reference in a numeric or boolean setting leaves
+//! the setting unset) and is reported so `--check-config` can warn about
+//! it. References in comments are ignored.
 
-/// Result of expanding one text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expanded {
-    pub text: String,
-    /// Names referenced but unset, in order of first use.
-    pub unset: Vec<String>,
-    /// Names referenced and set (for the sources listing).
-    pub used: Vec<String>,
-}
+use serde_json::{Map, Number, Value};
 
 /// Problems that make the text unusable: `${` without `}` or a bad name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,21 +24,70 @@ pub struct ExpandError {
     pub what: String,
 }
 
-/// Expand every `${NAME}` in `text` with `env`.
-pub fn expand(
+/// The text with placeholders, ready for the YAML parser.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub text: String,
+    marker: String,
+    references: Vec<(String, Option<String>)>,
+}
+
+/// Variables referenced in the parsed values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expansions {
+    /// Names referenced but unset, in order of first use.
+    pub unset: Vec<String>,
+    /// Names referenced and set (for the sources listing).
+    pub used: Vec<String>,
+}
+
+/// Keys whose values are numbers.
+const NUMBER_KEYS: &[&str] = &[
+    "port",
+    "workers",
+    "header_timeout",
+    "keepalive_idle",
+    "upstream_connect",
+    "upgrade_idle",
+    "shutdown_grace",
+    "max_connections",
+    "max_head",
+    "max_inspect_body",
+    "max_filter_document",
+    "failures",
+    "window",
+    "duration",
+    "status",
+    "priority",
+    "requests",
+    "period",
+    "penalty",
+];
+
+/// Keys whose values are booleans.
+const BOOL_KEYS: &[&str] = &["enabled", "require_client_cert", "dry_run"];
+
+/// Replace every `${NAME}` in `text` by a placeholder and look it up in `env`.
+pub fn prepare(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Expanded, Vec<ExpandError>> {
+) -> Result<Prepared, Vec<ExpandError>> {
+    // A word that appears nowhere in the file, so no text is mistaken for a
+    // placeholder.
+    let marker = (0u32..)
+        .map(|n| format!("DAPENV{n}Q"))
+        .find(|m| !text.contains(m.as_str()))
+        .expect("some marker is free");
     let mut out = String::with_capacity(text.len());
-    let mut unset: Vec<String> = Vec::new();
-    let mut used: Vec<String> = Vec::new();
+    let mut references: Vec<(String, Option<String>)> = Vec::new();
     let mut errors = Vec::new();
     let mut rest = text;
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
         if let Some(after) = tail.strip_prefix("$${") {
-            out.push_str("${");
+            // Kept for `apply`, which turns it into `${`.
+            out.push_str("$${");
             rest = after;
         } else if let Some(after) = tail.strip_prefix("${") {
             let line = text[..text.len() - tail.len()].matches('\n').count() + 1;
@@ -48,22 +100,17 @@ pub fn expand(
                 continue;
             };
             let name = &after[..end];
-            if !valid_name(name) {
+            if valid_name(name) {
+                out.push_str(&format!("{marker}{}Z", references.len()));
+                references.push((name.to_owned(), env(name)));
+            } else {
                 errors.push(ExpandError {
                     line,
                     what: format!(
-                        "\"${{{name}}}\" is not a valid \
-                    variable reference (letters, digits and _, not starting with a digit)"
+                        "\"${{{name}}}\" is not a valid variable reference \
+                        (letters, digits and _, not starting with a digit)"
                     ),
                 });
-            } else {
-                match env(name) {
-                    Some(value) => {
-                        out.push_str(&value);
-                        push_unique(&mut used, name);
-                    }
-                    None => push_unique(&mut unset, name),
-                }
             }
             rest = &after[end + 1..];
         } else {
@@ -73,14 +120,156 @@ pub fn expand(
     }
     out.push_str(rest);
     if errors.is_empty() {
-        Ok(Expanded {
+        Ok(Prepared {
             text: out,
-            unset,
-            used,
+            marker,
+            references,
         })
     } else {
         Err(errors)
     }
+}
+
+/// How one string scalar came out of expansion.
+struct Substituted {
+    text: String,
+    /// It held at least one reference.
+    referenced: bool,
+    /// It was exactly one reference to an unset variable.
+    whole_unset: bool,
+}
+
+impl Prepared {
+    /// Put the variables' values into every string (and key) of `value`.
+    pub fn apply(&self, value: Value) -> (Value, Expansions) {
+        let mut found = Expansions::default();
+        let value = self.walk(value, None, &mut found);
+        (value, found)
+    }
+
+    fn walk(&self, value: Value, key: Option<&str>, found: &mut Expansions) -> Value {
+        match value {
+            Value::String(text) => {
+                let out = self.substitute(&text, found);
+                if !out.referenced {
+                    return Value::String(out.text);
+                }
+                typed(key, out)
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .map(|item| self.walk(item, None, found))
+                    .collect(),
+            ),
+            Value::Object(map) => {
+                let mut out = Map::with_capacity(map.len());
+                for (k, v) in map {
+                    let k = self.substitute(&k, found).text;
+                    let v = self.walk(v, Some(&k), found);
+                    out.insert(k, v);
+                }
+                Value::Object(out)
+            }
+            other => other,
+        }
+    }
+
+    fn substitute(&self, text: &str, found: &mut Expansions) -> Substituted {
+        let mut out = String::with_capacity(text.len());
+        let mut referenced = false;
+        let mut only: Option<usize> = None;
+        let mut pieces = 0usize;
+        let mut rest = text;
+        loop {
+            let next_marker = rest.find(self.marker.as_str());
+            let next_escape = rest.find("$${");
+            let at = match (next_marker, next_escape) {
+                (None, None) => break,
+                (Some(m), Some(e)) => m.min(e),
+                (Some(m), None) => m,
+                (None, Some(e)) => e,
+            };
+            if at > 0 {
+                pieces += 1;
+            }
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            if let Some(after) = tail.strip_prefix("$${") {
+                out.push_str("${");
+                pieces += 1;
+                rest = after;
+                continue;
+            }
+            let after = &tail[self.marker.len()..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            let index = after[..digits].parse::<usize>().ok();
+            match index.and_then(|i| self.references.get(i).map(|r| (i, r))) {
+                Some((i, (name, value))) if after[digits..].starts_with('Z') => {
+                    referenced = true;
+                    pieces += 1;
+                    only = Some(i);
+                    match value {
+                        Some(value) => {
+                            out.push_str(value);
+                            push_unique(&mut found.used, name);
+                        }
+                        None => push_unique(&mut found.unset, name),
+                    }
+                    rest = &after[digits + 1..];
+                }
+                // Not one of ours (cannot happen: the marker is unique).
+                _ => {
+                    out.push_str(&self.marker);
+                    pieces += 1;
+                    rest = after;
+                }
+            }
+        }
+        if !rest.is_empty() {
+            pieces += 1;
+        }
+        out.push_str(rest);
+        let whole_unset = pieces == 1 && only.is_some_and(|i| self.references[i].1.is_none());
+        Substituted {
+            text: out,
+            referenced,
+            whole_unset,
+        }
+    }
+}
+
+/// A numeric or boolean setting gets its value converted; any other stays
+/// the string from the environment.
+fn typed(key: Option<&str>, out: Substituted) -> Value {
+    let Some(key) = key else {
+        return Value::String(out.text);
+    };
+    let numeric = NUMBER_KEYS.contains(&key);
+    let boolean = BOOL_KEYS.contains(&key);
+    if !(numeric || boolean) {
+        return Value::String(out.text);
+    }
+    if out.whole_unset {
+        return Value::Null;
+    }
+    let trimmed = out.text.trim();
+    if numeric {
+        if let Ok(n) = trimmed.parse::<u64>() {
+            return Value::Number(Number::from(n));
+        }
+        if let Ok(n) = trimmed.parse::<i64>() {
+            return Value::Number(Number::from(n));
+        }
+    }
+    if boolean {
+        match trimmed {
+            "true" => return Value::Bool(true),
+            "false" => return Value::Bool(false),
+            _ => {}
+        }
+    }
+    Value::String(out.text)
 }
 
 fn valid_name(name: &str) -> bool {
@@ -102,31 +291,107 @@ mod tests {
     use super::*;
 
     fn env(name: &str) -> Option<String> {
-        match name {
-            "TOKEN" => Some("s3cret".into()),
-            "EMPTY" => Some(String::new()),
-            _ => None,
+        let value = match name {
+            "TOKEN" => "s3cret",
+            "EMPTY" => "",
+            "HASH" => "abc #def",
+            "BANG" => "!secret",
+            "YES" => "yes",
+            "OCTAL" => "0123",
+            "QUOTED" => "\"quoted\"",
+            "COLON" => "a: b",
+            "MULTI" => "line one\nline two",
+            "PORT" => "2500",
+            "TRUE" => "true",
+            "MARKER" => "DAPENV0Q0Z",
+            _ => return None,
+        };
+        Some(value.to_owned())
+    }
+
+    /// Parse `text` the way `resolve` does: prepare, YAML, apply.
+    fn load(text: &str) -> (Value, Expansions) {
+        let prepared = prepare(text, &env).unwrap();
+        let value: Value = serde_saphyr::from_str(&prepared.text).unwrap();
+        prepared.apply(value)
+    }
+
+    fn token(name: &str) -> Value {
+        let (value, _) = load(&format!("auth:\n  tokens:\n    - token: ${{{name}}}\n"));
+        value["auth"]["tokens"][0]["token"].clone()
+    }
+
+    #[test]
+    fn a_value_is_always_the_exact_environment_string() {
+        for (name, expected) in [
+            ("HASH", "abc #def"),
+            ("BANG", "!secret"),
+            ("YES", "yes"),
+            ("OCTAL", "0123"),
+            ("QUOTED", "\"quoted\""),
+            ("COLON", "a: b"),
+            ("MULTI", "line one\nline two"),
+            ("PORT", "2500"),
+            ("TRUE", "true"),
+            ("MARKER", "DAPENV0Q0Z"),
+        ] {
+            assert_eq!(token(name), Value::String(expected.into()), "{name}");
         }
     }
 
     #[test]
-    fn expands_set_variables_and_reports_unset_ones() {
-        let out = expand("a: ${TOKEN}\nb: x${MISSING}y\nc: ${MISSING}", &env).unwrap();
-        assert_eq!(out.text, "a: s3cret\nb: xy\nc: ");
-        assert_eq!(out.unset, vec!["MISSING".to_owned()]);
-        assert_eq!(out.used, vec!["TOKEN".to_owned()]);
+    fn references_inside_quoted_and_flow_scalars_expand_as_text() {
+        let (value, found) = load(
+            "a: \"x-${TOKEN}-${HASH}\"\nb: {c: ${TOKEN}, d: '${QUOTED}'}\ne: [${YES}, pre${BANG}]\n",
+        );
+        assert_eq!(value["a"], "x-s3cret-abc #def");
+        assert_eq!(value["b"]["c"], "s3cret");
+        assert_eq!(value["b"]["d"], "\"quoted\"");
+        assert_eq!(value["e"][0], "yes");
+        assert_eq!(value["e"][1], "pre!secret");
+        assert_eq!(found.used, ["TOKEN", "HASH", "QUOTED", "YES", "BANG"]);
+    }
+
+    #[test]
+    fn numeric_and_boolean_settings_are_converted() {
+        let (value, _) = load("global: {port: ${PORT}, metrics: {enabled: ${TRUE}}}\n");
+        assert_eq!(value["global"]["port"], 2500);
+        assert_eq!(value["global"]["metrics"]["enabled"], true);
+        // Not a number: left as a string, for the type check to report.
+        let (value, _) = load("global:\n  port: ${HASH}\n");
+        assert_eq!(value["global"]["port"], "abc #def");
+    }
+
+    #[test]
+    fn unset_variables_expand_to_empty_and_are_reported() {
+        let (value, found) = load("a: ${MISSING}\nb: x${MISSING}y\nglobal: {port: ${NOPORT}}\n");
+        assert_eq!(value["a"], "");
+        assert_eq!(value["b"], "xy");
+        assert_eq!(value["global"]["port"], Value::Null);
+        assert_eq!(found.unset, ["MISSING", "NOPORT"]);
+        assert!(found.used.is_empty());
     }
 
     #[test]
     fn double_dollar_escapes_a_literal_reference() {
-        let out = expand("a: $${TOKEN} costs $5 and $$ ${EMPTY}.", &env).unwrap();
-        assert_eq!(out.text, "a: ${TOKEN} costs $5 and $$ .");
-        assert!(out.unset.is_empty());
+        let (value, found) = load("a: \"$${TOKEN} costs $5 and $$ ${EMPTY}.\"\n");
+        assert_eq!(value["a"], "${TOKEN} costs $5 and $$ .");
+        assert!(found.unset.is_empty());
+        // An escape sequence inside a value is not unescaped again.
+        let (value, _) = load("a: ${QUOTED}$${X}\n");
+        assert_eq!(value["a"], "\"quoted\"${X}");
+    }
+
+    #[test]
+    fn references_in_comments_are_ignored() {
+        let (value, found) = load("# uses ${MISSING}\na: 1 # ${TOKEN}\n");
+        assert_eq!(value["a"], 1);
+        assert_eq!(found, Expansions::default());
     }
 
     #[test]
     fn reports_unclosed_and_invalid_references_with_lines() {
-        let errors = expand("a: 1\nb: ${1BAD}\nc: ${OPEN", &env).unwrap_err();
+        let errors = prepare("a: 1\nb: ${1BAD}\nc: ${OPEN", &env).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].line, 2);
         assert_eq!(errors[1].line, 3);

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use check::render_check;
-pub use expand::{expand, ExpandError, Expanded};
+pub use expand::{prepare, ExpandError, Expansions, Prepared};
 
 use crate::policy::{Policy, RateLimitState};
 

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::auth::{read_auth, resolve_auth, resolve_lockout};
 use super::raw::{self, RawGlobal, RawLimits, RawRoot};
 use super::{
-    defaults, expand, suggest, Config, ConfigError, ConfigErrors, DefaultAction, HealthSettings,
+    defaults, prepare, suggest, Config, ConfigError, ConfigErrors, DefaultAction, HealthSettings,
     Limits, LogFormat, MetricsSettings, Overrides, Settings, Source, TlsSettings,
 };
 use crate::policy::{Policy, RateLimitState};
@@ -112,8 +112,8 @@ pub(super) fn load_text(
 }
 
 fn parse_file(text: &str, env: Env, pass: &mut Pass) -> Option<RawRoot> {
-    let expanded = match expand(text, env) {
-        Ok(expanded) => expanded,
+    let prepared = match prepare(text, env) {
+        Ok(prepared) => prepared,
         Err(errors) => {
             for error in errors {
                 pass.error(
@@ -126,13 +126,7 @@ fn parse_file(text: &str, env: Env, pass: &mut Pass) -> Option<RawRoot> {
             return None;
         }
     };
-    for name in &expanded.unset {
-        pass.warnings.push(format!(
-            "${{{name}}} is used in the config file but {name} is not \
-            set; it expanded to an empty string"
-        ));
-    }
-    let value: Value = match serde_saphyr::from_str(&expanded.text) {
+    let value: Value = match serde_saphyr::from_str(&prepared.text) {
         Ok(value) => value,
         Err(error) => {
             let detail = error.to_string();
@@ -146,6 +140,14 @@ fn parse_file(text: &str, env: Env, pass: &mut Pass) -> Option<RawRoot> {
             return None;
         }
     };
+    // Values go in after parsing, so they are never read as YAML.
+    let (value, expansions) = prepared.apply(value);
+    for name in &expansions.unset {
+        pass.warnings.push(format!(
+            "${{{name}}} is used in the config file but {name} is not \
+            set; it expanded to an empty string"
+        ));
+    }
     // Unknown top-level keys are reported, and the known sections are still
     // checked so that every problem is listed at once.
     raw::section::<RawRoot>(

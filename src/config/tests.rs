@@ -367,6 +367,45 @@ fn variables_expand_and_unset_ones_warn() {
         .any(|w| w.contains("${DIR}") && w.contains("not set")));
 }
 
+/// Token values from the environment arrive byte for byte, whatever YAML
+/// would make of them as text.
+#[test]
+fn token_values_from_the_environment_are_never_read_as_yaml() {
+    let text = "auth:\n  type: bearer\n  tokens:\n    - token: ${DOCKER_PROXY_CI_TOKEN}\n      \
+        role: ci\n    - {token: ${SECOND}, role: admin}\n  secret: \"${THIRD}\"\n";
+    for value in [
+        "abc #def",
+        "!secret",
+        "yes",
+        "0123",
+        "\"quoted\"",
+        "1e3",
+        "null",
+        "~",
+        "- a",
+    ] {
+        let config = load(
+            text,
+            &[
+                ("DOCKER_PROXY_CI_TOKEN", value),
+                ("SECOND", &format!("{value}2")),
+                ("THIRD", value),
+            ],
+        );
+        let AuthMode::Bearer { tokens, secret } = &config.auth else {
+            panic!("{value:?}: expected bearer, got {:?}", config.auth);
+        };
+        let got: Vec<&str> = tokens.iter().map(|t| t.token.as_str()).collect();
+        assert_eq!(got, [value.to_owned(), format!("{value}2")], "{value:?}");
+        assert_eq!(secret.as_deref(), Some(value), "{value:?}");
+        assert!(
+            !config.warnings.iter().any(|w| w.contains("empty token")),
+            "{value:?}: {:?}",
+            config.warnings
+        );
+    }
+}
+
 // --- errors -----------------------------------------------------------------
 
 #[test]

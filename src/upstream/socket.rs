@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 /// start-up is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketChoice {
+    /// `global.socket`, `DOCKER_SOCKET` or `--socket`.
     Fixed(PathBuf),
+    /// A `unix://` `DOCKER_HOST`: named explicitly, so a missing socket is
+    /// waited for (502 and not ready meanwhile), never replaced by another
+    /// engine's socket.
+    DockerHost(PathBuf),
     Auto(Vec<PathBuf>),
 }
 
@@ -18,14 +23,10 @@ impl SocketChoice {
         if let Some(path) = configured {
             return SocketChoice::Fixed(path.to_path_buf());
         }
-        let mut candidates = Vec::new();
-        if let Some(host) = env("DOCKER_HOST") {
-            if let Some(path) = host.strip_prefix("unix://") {
-                if !path.is_empty() {
-                    candidates.push(PathBuf::from(path));
-                }
-            }
+        if let Some(path) = docker_host_socket(env) {
+            return SocketChoice::DockerHost(path);
         }
+        let mut candidates = Vec::new();
         for path in ["/var/run/docker.sock", "/run/docker.sock"] {
             candidates.push(PathBuf::from(path));
         }
@@ -39,7 +40,7 @@ impl SocketChoice {
     /// The path to connect to now, or every path tried when none exists.
     pub fn current(&self) -> Result<&Path, Vec<PathBuf>> {
         match self {
-            SocketChoice::Fixed(path) => Ok(path),
+            SocketChoice::Fixed(path) | SocketChoice::DockerHost(path) => Ok(path),
             SocketChoice::Auto(candidates) => candidates
                 .iter()
                 .find(|p| p.exists())
@@ -52,6 +53,7 @@ impl SocketChoice {
     pub fn describe(&self) -> String {
         match self {
             SocketChoice::Fixed(path) => path.display().to_string(),
+            SocketChoice::DockerHost(path) => format!("{} (DOCKER_HOST)", path.display()),
             SocketChoice::Auto(candidates) => match self.current() {
                 Ok(path) => format!("{} (auto)", path.display()),
                 Err(_) => format!(
@@ -63,6 +65,66 @@ impl SocketChoice {
                         .join(", ")
                 ),
             },
+        }
+    }
+}
+
+/// The path of a `unix://` `DOCKER_HOST`, if that is what it holds.
+fn docker_host_socket(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let host = env("DOCKER_HOST")?;
+    let path = host.strip_prefix("unix://")?;
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// What `--check-config` prints about the engine socket: the path used,
+/// why, which variables were read, and whether it exists now.
+pub fn explain(configured: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let choice = SocketChoice::resolve(configured, env);
+    let shown = |name: &str| match env(name) {
+        Some(value) => format!("{name}={value:?}"),
+        None => format!("{name} unset"),
+    };
+    let missing = |path: &Path| {
+        if path.exists() {
+            String::new()
+        } else {
+            format!(
+                "\n  warning: {} does not exist now: the proxy answers 502 and /readyz \
+                reports not ready until it appears; it never falls back to another socket",
+                path.display()
+            )
+        }
+    };
+    match &choice {
+        SocketChoice::Fixed(path) => format!(
+            "engine socket: {} (global.socket, DOCKER_SOCKET or --socket){}",
+            path.display(),
+            missing(path)
+        ),
+        SocketChoice::DockerHost(path) => format!(
+            "engine socket: {} (from {}){}",
+            path.display(),
+            shown("DOCKER_HOST"),
+            missing(path)
+        ),
+        SocketChoice::Auto(candidates) => {
+            let list = candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let host_note = match env("DOCKER_HOST") {
+                Some(value) => format!("DOCKER_HOST={value:?} (not unix://, ignored)"),
+                None => "DOCKER_HOST unset".to_owned(),
+            };
+            let now = match choice.current() {
+                Ok(path) => format!("{} (auto)", path.display()),
+                Err(_) => "none found (auto); the proxy answers 502 until one appears".into(),
+            };
+            format!(
+                "engine socket: {now}\n  read: {host_note}, {}; tried in order: {list}",
+                shown("XDG_RUNTIME_DIR")
+            )
         }
     }
 }
@@ -80,9 +142,8 @@ mod tests {
     }
 
     #[test]
-    fn docker_host_then_standard_then_rootless() {
+    fn standard_then_rootless() {
         let env = |name: &str| match name {
-            "DOCKER_HOST" => Some("unix:///srv/docker.sock".to_string()),
             "XDG_RUNTIME_DIR" => Some("/run/user/1000".to_string()),
             _ => None,
         };
@@ -93,12 +154,45 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "/srv/docker.sock",
                 "/var/run/docker.sock",
                 "/run/docker.sock",
                 "/run/user/1000/docker.sock"
             ]
         );
+    }
+
+    /// A socket named by DOCKER_HOST is the only one used, also while it
+    /// does not exist: another engine's socket is never substituted.
+    #[test]
+    fn a_unix_docker_host_is_used_alone_even_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("does-not-exist.sock");
+        let host = format!("unix://{}", missing.display());
+        let env = |name: &str| (name == "DOCKER_HOST").then(|| host.clone());
+        let choice = SocketChoice::resolve(None, &env);
+        assert_eq!(choice, SocketChoice::DockerHost(missing.clone()));
+        assert_eq!(choice.current().unwrap(), missing.as_path());
+        let text = explain(None, &env);
+        assert!(
+            text.contains("does-not-exist.sock (from DOCKER_HOST="),
+            "{text}"
+        );
+        assert!(text.contains("never falls back"), "{text}");
+    }
+
+    #[test]
+    fn explain_names_the_variables_read_for_the_auto_choice() {
+        let env = |name: &str| match name {
+            "DOCKER_HOST" => Some("tcp://127.0.0.1:2376".to_string()),
+            _ => None,
+        };
+        let text = explain(None, &env);
+        assert!(
+            text.contains("DOCKER_HOST=\"tcp://127.0.0.1:2376\" (not unix://, ignored)"),
+            "{text}"
+        );
+        assert!(text.contains("XDG_RUNTIME_DIR unset"), "{text}");
+        assert!(text.contains("tried in order: /var/run/docker.sock, /run/docker.sock"));
     }
 
     #[test]
