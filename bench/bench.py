@@ -571,9 +571,9 @@ class Bench:
         self.skip_real = skip_real
         self.out_path = out_path
         # wrk: seconds per round, warm-up before a target's first round, interleaved rounds.
-        self.secs = 3 if quick else 4
+        self.secs = 3
         self.warm = 0.5 if quick else 2
-        self.rounds = 1 if quick else 3
+        self.rounds = 1 if quick else 5
         self.bulk = (1 if quick else 4) * GIB
         self.token = "bench-" + secrets.token_hex(16)
         self.run = tempfile.mkdtemp(prefix="dap-bench-")
