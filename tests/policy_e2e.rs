@@ -254,6 +254,8 @@ fn refuses_capability_escalation_in_any_spelling() {
             (&["--cap-add", "all"], message),
             (&["--cap-add", "SYS_PTRACE"], message),
             (&["--cap-add", "NET_ADMIN"], message),
+            (&["--cap-add", "AUDIT_READ"], message),
+            (&["--cap-add", "cap_audit_read"], message),
         ],
     );
 }
@@ -372,7 +374,7 @@ fn refuses_builds_on_the_host_network() {
     );
     assert!(
         out.stderr
-            .contains("builds cannot use the host network through this proxy"),
+            .contains("builds cannot use the host network or another container's network"),
         "{}",
         out.stderr
     );
@@ -986,4 +988,312 @@ fn ci_can_run_attach_without_stdin_and_build() {
         .run();
     let _ = Cli::docker_direct().args(&["rmi", "-f", &tag]).run();
     out.assert_success("docker build with the ci token");
+}
+
+// === findings of the CI-token penetration test ===
+
+/// A raw request with the CI token and an optional JSON body.
+fn ci_request(setup: &Setup, method: &str, target: &str, body: &str) -> support::Response {
+    let request = format!(
+        "{method} {target} HTTP/1.1\r\nHost: docker\r\nAuthorization: Bearer {CI_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    setup.proxy.request(request.as_bytes())
+}
+
+/// A background `sleep` container started on the engine directly, with a
+/// secret in its environment.
+fn start_victim(prefix: &str) -> ContainerGuard {
+    let victim = ContainerGuard::new(prefix);
+    Cli::docker_direct()
+        .args(&[
+            "run",
+            "-d",
+            "--name",
+            &victim.name,
+            "--label",
+            TEST_LABEL,
+            "-e",
+            "SECRET=hunter2-top",
+            IMAGE,
+            "sleep",
+            "300",
+        ])
+        .run()
+        .assert_success("start the victim container");
+    victim
+}
+
+/// `docker top C e` runs the host's ps with BSD `e`, which prints every
+/// process's environment; plain `docker top C` (no ps_args) and `-ef` work.
+#[test]
+fn ci_top_with_environment_ps_args_is_refused_plain_top_works() {
+    require_engine!();
+    let setup = Setup::example();
+    let victim = start_victim("top");
+    let message = "docker top with ps options other than -ef, -e, -A or aux is reserved \
+                   for the operators (admin token)";
+    for args in [&["e"][..], &["-o", "pid,args", "e"], &["ef"], &["aux", "e"]] {
+        let mut command = vec!["top", victim.name.as_str()];
+        command.extend_from_slice(args);
+        let out = setup.ci(&command);
+        assert!(!out.success(), "{command:?} succeeded: {}", out.stdout);
+        assert!(out.stderr.contains(message), "{command:?}: {}", out.stderr);
+        assert!(!out.stdout.contains("hunter2-top"), "{command:?}: {}", out.stdout);
+    }
+    let response = get(
+        &setup.proxy,
+        CI_TOKEN,
+        &format!("/v1.41/containers/{}/top?ps_args=e", victim.name),
+    );
+    assert!(response.assert_json_error(403).contains(message));
+
+    let out = setup.ci(&["top", &victim.name]);
+    out.assert_success("plain docker top as ci");
+    assert!(out.stdout.contains("sleep 300"), "{}", out.stdout);
+    assert!(!out.stdout.contains("hunter2-top"), "{}", out.stdout);
+    setup
+        .ci(&["top", &victim.name, "-ef"])
+        .assert_success("docker top C -ef as ci");
+    // Operators may pass any ps options.
+    setup
+        .admin(&["top", &victim.name, "-o", "pid,args"])
+        .assert_success("docker top with -o as admin");
+}
+
+/// An inline custom seccomp profile (what `--security-opt seccomp=FILE`
+/// sends) turns seccomp off as surely as `unconfined`; no-new-privileges
+/// still works.
+#[test]
+fn ci_custom_confinement_profiles_are_refused_no_new_privileges_works() {
+    require_engine!();
+    let setup = Setup::example();
+    let dir = tempfile::tempdir().expect("profile directory");
+    let profile = dir.path().join("allow-all.json");
+    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).expect("profile");
+    let seccomp = format!("seccomp={}", profile.display());
+    let message = "choosing a seccomp profile, AppArmor profile or SELinux label \
+                   (--security-opt seccomp=..., apparmor=..., label=...) is reserved for the operators";
+    assert_all_refused(
+        &setup,
+        &[
+            (&["--security-opt", &seccomp], message),
+            (&["--security-opt", "apparmor=docker-default"], message),
+            (&["--security-opt", "label=type:container_t"], message),
+            (&["--security-opt", "label:level:s0"], message),
+        ],
+    );
+    // Sent directly: any key case, and dockerd's bare "disable" (label disable).
+    for opt in [
+        r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#,
+        " Seccomp = x",
+        "disable",
+    ] {
+        let guard = ContainerGuard::new("secopt");
+        let body = serde_json::json!({
+            "Image": IMAGE,
+            "Cmd": ["true"],
+            "Labels": {"docker-api-proxy-test": "1"},
+            "HostConfig": {"SecurityOpt": ["no-new-privileges", opt]},
+        })
+        .to_string();
+        let response = ci_request(
+            &setup,
+            "POST",
+            &format!("/v1.41/containers/create?name={}", guard.name),
+            &body,
+        );
+        let refusal = response.assert_json_error(403);
+        assert!(refusal.contains(message), "{opt:?}: {refusal}");
+        assert!(engine_container(&guard.name).is_none(), "{opt:?}: created");
+    }
+
+    let guard = ContainerGuard::new("nnp");
+    let out = setup.ci(&[
+        "run",
+        "--rm",
+        "--name",
+        &guard.name,
+        "--label",
+        TEST_LABEL,
+        "--security-opt",
+        "no-new-privileges",
+        IMAGE,
+        "echo",
+        "nnp-ok",
+    ]);
+    out.assert_success("docker run --security-opt no-new-privileges as ci");
+    assert_eq!(out.stdout, "nnp-ok\n");
+}
+
+/// `docker cp SRC C:PATH` writes into another job's container; copying out
+/// keeps working, and operators may copy in.
+#[test]
+fn ci_cannot_copy_into_containers_but_can_copy_out() {
+    require_engine!();
+    let setup = Setup::example();
+    let victim = start_victim("cp");
+    let dir = tempfile::tempdir().expect("copy directory");
+    let file = dir.path().join("payload");
+    std::fs::write(&file, "payload\n").expect("payload");
+    let into = format!("{}:/tmp/", victim.name);
+    let out = setup.ci(&["cp", &file.display().to_string(), &into]);
+    assert!(!out.success(), "docker cp into a container succeeded as ci");
+    assert!(
+        out.stderr.contains(
+            "copying files into a container (docker cp SRC CONTAINER:PATH) is reserved \
+             for the operators (admin token)"
+        ),
+        "{}",
+        out.stderr
+    );
+    let listing = Cli::docker_direct()
+        .args(&["exec", &victim.name, "ls", "/tmp"])
+        .run();
+    listing.assert_success("list /tmp on the engine");
+    assert!(!listing.stdout.contains("payload"), "{}", listing.stdout);
+
+    let response = ci_request(
+        &setup,
+        "PUT",
+        &format!("/v1.41/containers/{}/archive?path=/bin", victim.name),
+        "",
+    );
+    assert!(response
+        .assert_json_error(403)
+        .contains("reserved for the operators"));
+
+    let out_path = dir.path().join("hostname");
+    setup
+        .ci(&[
+            "cp",
+            &format!("{}:/etc/hostname", victim.name),
+            &out_path.display().to_string(),
+        ])
+        .assert_success("docker cp out of a container as ci");
+    assert!(std::fs::metadata(&out_path).is_ok(), "nothing copied out");
+
+    setup
+        .admin(&["cp", &file.display().to_string(), &into])
+        .assert_success("docker cp into a container as admin");
+}
+
+/// `--network container:X` and a UTS namespace `container:X` join another
+/// container's namespaces, and so does a build with networkmode=container:X.
+#[test]
+fn ci_cannot_join_another_containers_network_or_uts_namespace() {
+    require_engine!();
+    let setup = Setup::example();
+    let victim = start_victim("netns");
+    let message = "sharing the host's or another container's namespaces is not allowed";
+    let mode = format!("container:{}", victim.name);
+    assert_all_refused(&setup, &[(&["--network", &mode], message)]);
+    for field in ["NetworkMode", "UTSMode"] {
+        let guard = ContainerGuard::new("ns");
+        let body = serde_json::json!({
+            "Image": IMAGE,
+            "Cmd": ["true"],
+            "Labels": {"docker-api-proxy-test": "1"},
+            "HostConfig": {field: mode},
+        })
+        .to_string();
+        let response = ci_request(
+            &setup,
+            "POST",
+            &format!("/v1.41/containers/create?name={}", guard.name),
+            &body,
+        );
+        assert!(
+            response.assert_json_error(403).contains(message),
+            "{field}"
+        );
+        assert!(engine_container(&guard.name).is_none(), "{field}: created");
+    }
+    let response = ci_request(
+        &setup,
+        "POST",
+        &format!("/v1.41/build?networkmode=container:{}", victim.name),
+        "",
+    );
+    assert!(response
+        .assert_json_error(403)
+        .contains("builds cannot use the host network or another container's network"));
+}
+
+/// `docker build URL` (BuildKit sends remote=URL) and `docker import URL`
+/// make dockerd fetch from the host's network; `docker import -` works.
+#[test]
+fn ci_builds_and_imports_from_urls_are_refused_import_from_stdin_works() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "builds and imports from a URL (docker build URL, docker import URL) \
+                   are reserved for the operators (admin token)";
+    for target in [
+        "/v1.41/build?remote=http://127.0.0.1:1/x",
+        "/v1.41/build?remote=https%3A%2F%2F169.254.169.254%2F",
+        "/v1.41/build?remote=git%40127.0.0.1%3Ax.git",
+        "/v1.41/images/create?fromSrc=http://127.0.0.1:1/x&repo=local/ssrf",
+        "/v1.41/images/create?fromSrc=127.0.0.1:1",
+        "/v1.41/images/create?fromSrc=",
+    ] {
+        let response = ci_request(&setup, "POST", target, "");
+        assert!(response.assert_json_error(403).contains(message), "{target}");
+    }
+    let tag = format!("local/{}", unique_name("import"));
+    let out = setup.ci(&["import", "http://127.0.0.1:1/x", &tag]);
+    assert!(!out.success(), "docker import URL succeeded");
+    assert!(out.stderr.contains(message), "{}", out.stderr);
+
+    let dir = tempfile::tempdir().expect("import directory");
+    std::fs::write(dir.path().join("hello"), "hi\n").expect("file");
+    let tar = std::process::Command::new("tar")
+        .args(["-C"])
+        .arg(dir.path())
+        .args(["-cf", "-", "hello"])
+        .output()
+        .expect("tar");
+    assert!(tar.status.success(), "tar failed");
+    let out = setup
+        .proxy
+        .cli(&["import", "-", &tag])
+        .env(
+            "DOCKER_CONFIG",
+            &setup.dir.path().join("docker-ci").display().to_string(),
+        )
+        .stdin(&tar.stdout)
+        .timeout(LONG)
+        .run();
+    let _ = Cli::docker_direct().args(&["rmi", "-f", &tag]).run();
+    out.assert_success("docker import - as ci");
+}
+
+/// `--gpus` sends DeviceRequests; refused for CI jobs.
+#[test]
+fn ci_device_requests_are_refused() {
+    require_engine!();
+    let setup = Setup::example();
+    let message = "device requests (--gpus) are reserved for the operators (admin token)";
+    assert_all_refused(
+        &setup,
+        &[
+            (&["--gpus", "all"], message),
+            (&["--gpus", "device=0"], message),
+        ],
+    );
+    let guard = ContainerGuard::new("devreq");
+    let body = serde_json::json!({
+        "Image": IMAGE,
+        "Cmd": ["true"],
+        "HostConfig": {"DeviceRequests": [{"Driver": "nvidia", "Count": -1}]},
+    })
+    .to_string();
+    let response = ci_request(
+        &setup,
+        "POST",
+        &format!("/v1.41/containers/create?name={}", guard.name),
+        &body,
+    );
+    assert!(response.assert_json_error(403).contains(message));
+    assert!(engine_container(&guard.name).is_none(), "created");
 }

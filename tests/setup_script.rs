@@ -497,6 +497,11 @@ fn setup_policy_carries_every_protection_rule_of_config_yaml() {
         "exec-needs-admin",
         "attach-input-needs-admin",
         "redact-image-env",
+        "deny-confinement-profiles",
+        "deny-device-requests",
+        "deny-remote-fetches",
+        "deny-top-ps-args",
+        "copy-in-needs-admin",
     ] {
         assert!(
             checked.iter().any(|c| c == name),
