@@ -376,7 +376,7 @@ fn explain_exits_0_for_an_allowed_request() {
     // Every rule is listed, in evaluation order.
     assert_eq!(
         stdout.matches("\nrule \"").count() + usize::from(stdout.starts_with("rule \"")),
-        22,
+        27,
         "{stdout}"
     );
 }
