@@ -1040,7 +1040,11 @@ fn ci_top_with_environment_ps_args_is_refused_plain_top_works() {
         let out = setup.ci(&command);
         assert!(!out.success(), "{command:?} succeeded: {}", out.stdout);
         assert!(out.stderr.contains(message), "{command:?}: {}", out.stderr);
-        assert!(!out.stdout.contains("hunter2-top"), "{command:?}: {}", out.stdout);
+        assert!(
+            !out.stdout.contains("hunter2-top"),
+            "{command:?}: {}",
+            out.stdout
+        );
     }
     let response = get(
         &setup.proxy,
@@ -1204,10 +1208,7 @@ fn ci_cannot_join_another_containers_network_or_uts_namespace() {
             &format!("/v1.41/containers/create?name={}", guard.name),
             &body,
         );
-        assert!(
-            response.assert_json_error(403).contains(message),
-            "{field}"
-        );
+        assert!(response.assert_json_error(403).contains(message), "{field}");
         assert!(engine_container(&guard.name).is_none(), "{field}: created");
     }
     let response = ci_request(
@@ -1238,7 +1239,10 @@ fn ci_builds_and_imports_from_urls_are_refused_import_from_stdin_works() {
         "/v1.41/images/create?fromSrc=",
     ] {
         let response = ci_request(&setup, "POST", target, "");
-        assert!(response.assert_json_error(403).contains(message), "{target}");
+        assert!(
+            response.assert_json_error(403).contains(message),
+            "{target}"
+        );
     }
     let tag = format!("local/{}", unique_name("import"));
     let out = setup.ci(&["import", "http://127.0.0.1:1/x", &tag]);
