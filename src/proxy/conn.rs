@@ -210,6 +210,7 @@ async fn exchange<S: ClientIo>(
         &head,
         plan,
         context.filters.as_deref(),
+        context.hijack,
         snapshot,
         worker,
     )
@@ -250,6 +251,7 @@ async fn forward<S: ClientIo>(
     head: &RequestHead,
     body: BodyPlan,
     filters: Option<&ResponseFilter>,
+    hijack: bool,
     snapshot: &Snapshot,
     worker: &Worker,
 ) -> Next {
@@ -317,6 +319,20 @@ async fn forward<S: ClientIo>(
         }
     };
 
+    if response.status == 101 && !head.upgrade {
+        // Tunnelling now would send the client's next (pipelined) request
+        // to the engine unauthenticated and unchecked.
+        drop(upstream);
+        worker.count_upstream_error();
+        tracing::warn!(
+            client.addr = %client.addr,
+            http.method = head.method(),
+            "engine answered 101 to a request that asked for no upgrade"
+        );
+        let message = "the Docker Engine switched protocols (101) although the request \
+                       asked for no upgrade; the connection is closed";
+        return respond_and_close(client, 502, message).await;
+    }
     if response.status == 101 {
         let out = response_head_bytes(&response, BodyOut::Upgrade, false);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
@@ -338,8 +354,11 @@ async fn forward<S: ClientIo>(
             .await;
         }
     };
-    if framing == Framing::UntilClose && is_raw_stream(&response) {
-        // A hijacked attach without an upgrade: a two-way raw stream.
+    if hijack && framing == Framing::UntilClose && is_raw_stream(&response) {
+        // A hijacked attach without an upgrade: a two-way raw stream. To
+        // any other request such a response is an ordinary body delimited
+        // by close, relayed one way below (the client connection closes
+        // after it, so nothing the client sends meanwhile is forwarded).
         let out = response_head_bytes(&response, BodyOut::AsIs, true);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
         if result.is_err() {
@@ -361,6 +380,11 @@ async fn forward<S: ClientIo>(
         !head.keep_alive || framing == Framing::UntilClose || unchunk || worker.is_draining();
     let (body, reframe) = if unchunk {
         (BodyOut::Unframed, Reframe::Decode)
+    } else if head.method().eq_ignore_ascii_case("HEAD")
+        || response.status == 204
+        || response.status == 304
+    {
+        (BodyOut::NoBody, Reframe::AsIs)
     } else {
         (BodyOut::AsIs, Reframe::AsIs)
     };
@@ -678,6 +702,11 @@ enum BodyOut {
     Rechunked,
     /// Filtered for an HTTP/1.0 client: delimited by closing.
     Unframed,
+    /// A response that has no body (to HEAD, 204, 304): no
+    /// `Transfer-Encoding`, and a 204 no `Content-Length` either (RFC 9110
+    /// sections 8.6, 15.3.5). The Content-Length of a HEAD or 304 response
+    /// describes the representation and stays.
+    NoBody,
 }
 
 /// The response head as the client gets it: hop-by-hop fields removed,
@@ -690,7 +719,8 @@ fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> V
     out.extend_from_slice(response.reason());
     out.extend_from_slice(b"\r\n");
     let listed = head::connection_listed(response.headers());
-    let reframed = matches!(body, BodyOut::Rechunked | BodyOut::Unframed);
+    let reframed = matches!(body, BodyOut::Rechunked | BodyOut::Unframed)
+        || (body == BodyOut::NoBody && response.status == 204);
     for (name, value) in response.headers() {
         // The chunked framing of a body relayed as is stays valid.
         let keep_te = body == BodyOut::AsIs && name.eq_ignore_ascii_case("transfer-encoding");
@@ -713,7 +743,7 @@ fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> V
             }
         }
         BodyOut::Rechunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        BodyOut::AsIs | BodyOut::Unframed => {}
+        BodyOut::AsIs | BodyOut::Unframed | BodyOut::NoBody => {}
     }
     if close && body != BodyOut::Upgrade {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -898,6 +928,29 @@ mod tests {
         assert!(out.contains("Transfer-Encoding: chunked\r\n"));
         assert!(!out.contains("Keep-Alive"));
         assert!(out.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn bodiless_responses_lose_their_framing_headers() {
+        let head_of = |raw: &str| {
+            let response = head::parse_response(raw.as_bytes(), 65536)
+                .unwrap()
+                .unwrap();
+            String::from_utf8(response_head_bytes(&response, BodyOut::NoBody, false)).unwrap()
+        };
+        let out = head_of(
+            "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\
+             Content-Length: 5\r\nX-A: 1\r\n\r\n",
+        );
+        assert!(!out.contains("Transfer-Encoding") && !out.contains("Content-Length"));
+        assert!(out.contains("X-A: 1\r\n"), "{out}");
+        for status in ["304 Not Modified", "200 OK"] {
+            let out = head_of(&format!(
+                "HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+            ));
+            assert!(!out.contains("Transfer-Encoding"), "{out}");
+            assert!(out.contains("Content-Length: 5\r\n"), "{out}");
+        }
     }
 
     #[test]
