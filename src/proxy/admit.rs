@@ -273,7 +273,15 @@ fn authenticate<S>(
     worker: &Worker,
     now: Instant,
 ) -> Result<Identity, Admission> {
-    let authorization = head.header("authorization");
+    // A malformed request, refused before any credential is looked at:
+    // nothing was checked, so it counts toward no lockout.
+    let authorization = match crate::auth::single_authorization(head.headers()) {
+        Ok(authorization) => authorization,
+        Err(message) => {
+            tracing::debug!(client.addr = %client.addr, "refused repeated Authorization header");
+            return Err(refuse(400, message, head));
+        }
+    };
     let peer_cert = client.peer_cert.as_deref();
     let outcome = snapshot
         .auth
