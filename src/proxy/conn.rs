@@ -274,12 +274,27 @@ async fn forward<S: ClientIo>(
         };
         let reused = conn.reused;
         let mut stream = conn.stream;
-        let (sent, bytes) = send_request(client, &mut stream, head, request_bytes, &body).await;
+        let (sent, bytes) =
+            send_request(client, &mut stream, head, request_bytes, &body, snapshot).await;
         request_bytes = bytes;
         match sent {
             Err(SendError::Client) => return Next::Close,
             Err(SendError::Refused(response)) => {
                 let (result, _) = write_all(&mut client.io, response).await;
+                if result.is_ok() {
+                    linger(client).await;
+                }
+                return Next::Close;
+            }
+            Err(SendError::Stalled) => {
+                // The engine sees the body end early (EOF) and stops
+                // waiting; the client learns why, if it still listens.
+                drop(stream);
+                tracing::debug!(client.addr = %client.addr, "streamed request body stalled");
+                let message = "request body stalled: nothing received for limits.body_timeout \
+                               while streaming it to the engine; the request was abandoned";
+                let (result, _) =
+                    write_all(&mut client.io, json_error(408, message, &[], true)).await;
                 if result.is_ok() {
                     linger(client).await;
                 }
@@ -480,6 +495,8 @@ enum SendError {
     Refused(Vec<u8>),
     /// Writing to the engine failed; its response may still say why.
     Upstream,
+    /// The client sent no body bytes for `limits.body_timeout`.
+    Stalled,
 }
 
 /// Writes the head and body to the engine: `request` (the head and an
@@ -490,6 +507,7 @@ async fn send_request<S: ClientIo>(
     head: &RequestHead,
     request: Vec<u8>,
     body: &BodyPlan,
+    snapshot: &Snapshot,
 ) -> (Result<(), SendError>, Vec<u8>) {
     let (result, request) = write_all(upstream, request).await;
     if result.is_err() {
@@ -500,7 +518,11 @@ async fn send_request<S: ClientIo>(
         BodyPlan::Length(n) => Framing::Length(*n),
         BodyPlan::Chunked => Framing::Chunked,
     };
-    (stream_body(client, upstream, head, framing).await, request)
+    let limits = &snapshot.settings.limits;
+    (
+        stream_body(client, upstream, head, framing, limits).await,
+        request,
+    )
 }
 
 /// Streams the request body from the client to the engine.
@@ -509,6 +531,7 @@ async fn stream_body<S: ClientIo>(
     upstream: &mut UnixStream,
     head: &RequestHead,
     framing: Framing,
+    limits: &Limits,
 ) -> Result<(), SendError> {
     if head.expect_continue {
         send_continue(client).await?;
@@ -518,13 +541,27 @@ async fn stream_body<S: ClientIo>(
     // disagrees with ours about where the body ends could run the rest as
     // an unchecked request.
     let tracker = BodyTracker::reframing(framing, Reframe::Canonical);
-    match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending, None).await {
+    // No total deadline (a `docker load` of many GiB is fine), but a
+    // client that stops sending does not hold both connections forever.
+    let idle = Some(limits.body_timeout);
+    match copy_body(
+        &mut client.io,
+        upstream,
+        tracker,
+        Vec::new(),
+        pending,
+        None,
+        idle,
+    )
+    .await
+    {
         // Bytes past the body belong to the next pipelined request.
         Ok(extra) => {
             client.buf = extra;
             Ok(())
         }
         Err(CopyError::Read | CopyError::ClientGone) => Err(SendError::Client),
+        Err(CopyError::Idle) => Err(SendError::Stalled),
         Err(CopyError::Write) => Err(SendError::Upstream),
         Err(CopyError::Framing(error)) => Err(SendError::Refused(json_error(
             400,
@@ -605,7 +642,17 @@ async fn relay_body<S: ClientIo>(
 ) -> Relayed {
     let until_close = tracker.framing() == Framing::UntilClose;
     let watch = Some(client.fd);
-    match copy_body(upstream, &mut client.io, tracker, head, pending, watch).await {
+    match copy_body(
+        upstream,
+        &mut client.io,
+        tracker,
+        head,
+        pending,
+        watch,
+        None,
+    )
+    .await
+    {
         // The engine connection is reusable only at a clean message end.
         Ok(extra) => Relayed::Complete {
             upstream_reusable: extra.is_empty() && !until_close,
