@@ -892,3 +892,44 @@ fn docker_cli_without_a_token_shows_the_401_message() {
         "a container was created without a valid token"
     );
 }
+
+/// Two Authorization headers: 400 before authentication, whatever the
+/// order of the good and the wrong token; nothing reaches the engine, and
+/// it counts toward no lockout (nothing was checked).
+#[test]
+fn two_authorization_headers_get_400_and_count_toward_no_lockout() {
+    let (engine, store) = recording_engine();
+    let proxy = engine.options().auth(&lockout_auth()).start();
+    let me = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    for pair in [
+        ["Bearer lock-good-1", "Bearer wrong"],
+        ["Bearer wrong", "Bearer lock-good-1"],
+        ["Bearer lock-good-1", "Bearer lock-good-1"],
+    ] {
+        for _ in 0..6 {
+            let mut client = RawClient::connect_from(me, &proxy.addr());
+            let request = format!(
+                "GET /v1.41/info HTTP/1.1\r\nHost: docker\r\nAuthorization: {}\r\n\
+                 Authorization: {}\r\n\r\n",
+                pair[0], pair[1]
+            );
+            client.send(request.as_bytes());
+            let response = client.read_response();
+            let message = response.assert_json_error(400);
+            assert!(
+                message.contains("more than one Authorization header")
+                    && message.contains("exactly one"),
+                "{message}"
+            );
+        }
+    }
+    assert!(
+        store.lock().unwrap().is_empty(),
+        "a request reached the engine"
+    );
+    // 18 refusals, more than the 10 failures that lock out: still none.
+    assert_eq!(
+        request_from(&proxy, me, Some("Bearer lock-good-1")).status,
+        200
+    );
+}

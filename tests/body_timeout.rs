@@ -6,6 +6,7 @@
 mod support;
 
 use std::io::Read;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -127,6 +128,144 @@ fn prompt_body_is_forwarded(driver: Driver) {
     let mut request = create_head(body.len());
     request.extend_from_slice(body);
     assert_eq!(proxy.request(&request).status, 200);
+}
+
+// === streamed (uninspected) bodies: an idle limit, no total deadline ===
+
+/// How the engine's read of a streamed body ended.
+#[derive(Debug, PartialEq)]
+enum BodyEnd {
+    /// All bytes arrived (answered 200).
+    Complete,
+    /// The proxy closed the engine connection early.
+    Eof { received: u64 },
+    /// The engine's own 20 s read timeout (the proxy held on).
+    Stuck { received: u64 },
+}
+
+/// An engine that reads one streamed body to its Content-Length and
+/// reports how that ended, and when.
+fn streaming_engine() -> (FakeEngine, Arc<Mutex<mpsc::Receiver<(BodyEnd, Instant)>>>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let engine = FakeEngine::start(move |conn| {
+        let Some(request) = conn.read_head() else {
+            return;
+        };
+        let Some(length) = request.header("content-length") else {
+            conn.respond(200, "application/json", b"{}");
+            return;
+        };
+        let length: u64 = length.parse().unwrap();
+        let mut received = 0u64;
+        let end = loop {
+            if received >= length {
+                conn.respond(200, "application/json", b"{}");
+                break BodyEnd::Complete;
+            }
+            match conn.read_some() {
+                Ok(bytes) if bytes.is_empty() => break BodyEnd::Eof { received },
+                Ok(bytes) => received += bytes.len() as u64,
+                Err(_) => break BodyEnd::Stuck { received },
+            }
+        };
+        let _ = tx.lock().unwrap().send((end, Instant::now()));
+    });
+    (engine, Arc::new(Mutex::new(rx)))
+}
+
+fn streaming_proxy(engine: &FakeEngine, driver: Driver, bulk: &str, body: u64) -> Proxy {
+    engine
+        .options()
+        .driver(driver)
+        .env("DOCKER_PROXY_BULK_COPY", bulk)
+        .limit("body_timeout", body)
+        .start()
+}
+
+fn archive_head(length: u64) -> Vec<u8> {
+    format!(
+        "PUT /v1.41/containers/x/archive?path=/tmp HTTP/1.1\r\nHost: docker\r\n\
+         Content-Type: application/x-tar\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// The pentest case: a 100 MB upload that stops after 10 bytes. With
+/// body_timeout 2 the engine connection is closed (EOF) and the client
+/// gets 408 and a close, within a few seconds.
+fn stalled_streamed_body_is_closed(driver: Driver, bulk: &str) {
+    let (engine, ends) = streaming_engine();
+    let proxy = streaming_proxy(&engine, driver, bulk, 2);
+    let mut client = proxy.connect();
+    let started = Instant::now();
+    client.send(&archive_head(100_000_000));
+    client.send(b"0123456789");
+    let (status, elapsed) = answer_and_close(&mut client, Duration::from_secs(10));
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(6),
+        "closed after {elapsed:?}"
+    );
+    let (end, at) = ends
+        .lock()
+        .unwrap()
+        .recv_timeout(Duration::from_secs(25))
+        .expect("engine finished");
+    assert_eq!(end, BodyEnd::Eof { received: 10 });
+    assert!(
+        at.duration_since(started) < Duration::from_secs(5),
+        "engine EOF late"
+    );
+}
+
+/// A slow but steady upload (a piece every 600 ms, 4 s in all) outlives
+/// body_timeout 2: it is an idle limit, not a deadline. 300 KB so that
+/// the spliced path is used too.
+fn steady_slow_streamed_body_completes(driver: Driver, bulk: &str) {
+    let (engine, ends) = streaming_engine();
+    let proxy = streaming_proxy(&engine, driver, bulk, 2);
+    let piece = vec![b'x'; 50_000];
+    let mut client = proxy.connect();
+    let started = Instant::now();
+    client.send(&archive_head(piece.len() as u64 * 7));
+    for _ in 0..7 {
+        client.send(&piece);
+        thread::sleep(Duration::from_millis(600));
+    }
+    client.set_read_timeout(Duration::from_secs(10));
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{:?}", response.text());
+    assert!(started.elapsed() > Duration::from_secs(4));
+    let (end, _) = ends
+        .lock()
+        .unwrap()
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(end, BodyEnd::Complete);
+    // Still usable afterwards (keep-alive).
+    client.send(&get_request("/info", &[]));
+    assert_eq!(client.read_response().status, 200);
+}
+
+fn stalled_streamed_body_spliced(driver: Driver) {
+    stalled_streamed_body_is_closed(driver, "splice")
+}
+fn stalled_streamed_body_buffered(driver: Driver) {
+    stalled_streamed_body_is_closed(driver, "buffered")
+}
+fn steady_streamed_body_spliced(driver: Driver) {
+    steady_slow_streamed_body_completes(driver, "splice")
+}
+fn steady_streamed_body_buffered(driver: Driver) {
+    steady_slow_streamed_body_completes(driver, "buffered")
+}
+
+on_both_drivers! {
+    stalled_streamed_body_is_closed_at_body_timeout_spliced => stalled_streamed_body_spliced;
+    stalled_streamed_body_is_closed_at_body_timeout_buffered => stalled_streamed_body_buffered;
+    steady_slow_streamed_body_outlives_body_timeout_spliced => steady_streamed_body_spliced;
+    steady_slow_streamed_body_outlives_body_timeout_buffered => steady_streamed_body_buffered;
 }
 
 on_both_drivers! {

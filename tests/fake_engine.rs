@@ -902,3 +902,179 @@ fn fake_engine_socket_accepts_plain_std_clients() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
     assert!(buf[..n].ends_with(b"OK"));
 }
+
+// === responses the request did not ask for ===
+
+/// An engine that answers the first request with `response`, then records
+/// everything else it receives on that connection (for `quiet`, then it
+/// closes). `done` counts finished connections.
+fn recording_engine(
+    response: &'static [u8],
+    quiet: Duration,
+    seen: Arc<Mutex<Vec<u8>>>,
+    done: Arc<AtomicUsize>,
+) -> FakeEngine {
+    FakeEngine::start(move |conn| {
+        if conn.read_request().is_none() {
+            return;
+        }
+        conn.write(response);
+        conn.stream.set_read_timeout(Some(quiet)).unwrap();
+        while let Ok(bytes) = conn.read_some() {
+            if bytes.is_empty() {
+                break;
+            }
+            seen.lock().unwrap().extend(bytes);
+        }
+        done.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+const PIPELINED_PAIR: &[u8] = b"GET /v1.41/containers/json HTTP/1.1\r\nHost: docker\r\n\r\n\
+    GET /v1.41/secret-second-request HTTP/1.1\r\nHost: docker\r\n\r\n";
+
+fn assert_second_request_never_forwarded(seen: &Mutex<Vec<u8>>, done: &AtomicUsize) {
+    assert!(
+        support::wait_for(Duration::from_secs(10), || (done.load(Ordering::SeqCst)
+            > 0)
+        .then_some(()))
+        .is_some(),
+        "engine connection still open"
+    );
+    let seen = support::lossy(&seen.lock().unwrap());
+    assert!(
+        !seen.contains("secret-second-request"),
+        "pipelined request reached the engine unchecked: {seen:?}"
+    );
+}
+
+/// A 101 to a request without `Upgrade` is refused: 502, both closed.
+fn unrequested_101_gives_502(driver: Driver) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let engine = recording_engine(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        Duration::from_secs(20),
+        seen.clone(),
+        done.clone(),
+    );
+    let proxy = engine.proxy(driver);
+    let mut client = proxy.connect();
+    client.send(PIPELINED_PAIR);
+    client.set_read_timeout(Duration::from_secs(10));
+    let text = support::lossy(&client.read_to_close());
+    assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
+    assert!(text.contains("asked for no upgrade"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    // The engine connection is closed too (its reader sees EOF, well
+    // before its 20 s read timeout).
+    assert_second_request_never_forwarded(&seen, &done);
+}
+
+/// A 200 raw stream without framing to a request that is not an attach
+/// or exec start is a one-way body delimited by close, not a tunnel.
+fn unrequested_raw_stream_is_not_a_tunnel(driver: Driver) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let engine = recording_engine(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nRAW",
+        Duration::from_millis(800),
+        seen.clone(),
+        done.clone(),
+    );
+    let proxy = engine.proxy(driver);
+    let mut client = proxy.connect();
+    client.send(PIPELINED_PAIR);
+    client.set_read_timeout(Duration::from_secs(10));
+    let text = support::lossy(&client.read_to_close());
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.ends_with("\r\n\r\nRAW"), "{text}");
+    assert_second_request_never_forwarded(&seen, &done);
+}
+
+/// The hijack the raw-stream path exists for still works: an attach
+/// without `Upgrade` answered with a 200 raw stream is two-way.
+fn attach_raw_stream_is_two_way(driver: Driver) {
+    let engine = FakeEngine::start(|conn| {
+        if conn.read_request().is_none() {
+            return;
+        }
+        conn.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n");
+        let mut got = Vec::new();
+        while !got.ends_with(b"ping") {
+            match conn.read_some() {
+                Ok(bytes) if !bytes.is_empty() => got.extend(bytes),
+                _ => return,
+            }
+        }
+        conn.write(b"pong");
+    });
+    let proxy = engine.proxy(driver);
+    let mut client = proxy.connect();
+    client.send(
+        b"POST /v1.41/containers/abc/attach?stream=1&stdin=1 HTTP/1.1\r\nHost: docker\r\n\
+          Content-Length: 0\r\n\r\n",
+    );
+    let head = client.read_head();
+    assert_eq!(head.status, 200, "{head:?}");
+    client.send(b"ping");
+    assert_eq!(client.read_bytes(4), b"pong");
+}
+
+/// 204 loses Transfer-Encoding and Content-Length; 304 and HEAD responses
+/// lose Transfer-Encoding and keep Content-Length.
+fn bodiless_responses_lose_framing_headers(driver: Driver) {
+    let engine = FakeEngine::start(|conn| {
+        while let Some(request) = conn.read_request() {
+            match (request.method.as_str(), request.target.as_str()) {
+                (_, "/204") => conn.write(
+                    b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n",
+                ),
+                (_, "/204-length") => {
+                    conn.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                }
+                (_, "/304") => conn.write(
+                    b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\
+                      Content-Length: 12\r\n\r\n",
+                ),
+                ("HEAD", _) => conn.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                      Transfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n",
+                ),
+                _ => conn.respond(200, "text/plain", b"OK"),
+            }
+        }
+    });
+    let proxy = engine.proxy(driver);
+    let mut client = proxy.connect();
+    let mut check = |method: &str, target: &str, length: Option<&str>| {
+        client.send(format!("{method} {target} HTTP/1.1\r\nHost: docker\r\n\r\n").as_bytes());
+        let response = client.read_response_for(method);
+        assert_eq!(
+            response.header("transfer-encoding"),
+            None,
+            "{target}: {response:?}"
+        );
+        assert_eq!(
+            response.header("content-length"),
+            length,
+            "{target}: {response:?}"
+        );
+    };
+    check("GET", "/204", None);
+    check("GET", "/204-length", None);
+    check("GET", "/304", Some("12"));
+    check("HEAD", "/containers/json", Some("7"));
+    // The connection is still in step.
+    client.send(&get("/after"));
+    assert_eq!(client.read_response().text(), "OK");
+}
+
+on_both_drivers! {
+    unrequested_101_gives_502_and_never_tunnels => unrequested_101_gives_502;
+    unrequested_raw_stream_is_relayed_one_way_and_closed =>
+        unrequested_raw_stream_is_not_a_tunnel;
+    attach_answered_with_raw_stream_is_two_way => attach_raw_stream_is_two_way;
+    bodiless_responses_lose_framing_headers_they_cannot_have =>
+        bodiless_responses_lose_framing_headers;
+}

@@ -40,6 +40,26 @@ pub const WRONG_SCHEME: &str =
 /// Message when the header says `Bearer` but holds no usable token.
 pub const MALFORMED_TOKEN: &str =
     "malformed Authorization header: expected 'Bearer' followed by one token";
+/// Message when a request carries more than one `Authorization` header.
+pub const REPEATED_AUTHORIZATION: &str = "the request has more than one Authorization header, \
+     so which credential applies is ambiguous; send exactly one header \
+     'Authorization: Bearer <token>'";
+
+/// The request's one `Authorization` value, if any, from all its header
+/// fields (`name`, `value`). More than one is an error: taking the first
+/// and ignoring the rest would let a proxy and the engine (or a log
+/// reader) disagree about the credential.
+pub fn single_authorization<'a>(
+    headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Result<Option<&'a [u8]>, &'static str> {
+    let mut values = headers.filter(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    let first = values.next().map(|(_, value)| value);
+    match values.next() {
+        Some(_) => Err(REPEATED_AUTHORIZATION),
+        None => Ok(first),
+    }
+}
+
 /// Message when the bearer token matches no configured token or secret.
 pub const INVALID_TOKEN: &str = "invalid bearer token";
 /// Message when mTLS mode sees no verified client certificate.

@@ -676,3 +676,29 @@ fn sweep_drops_idle_clients_and_keeps_active_ones() {
     ));
     assert!(matches!(valid(&auth, client(5), later), AuthOutcome::Ok(_)));
 }
+
+#[test]
+fn more_than_one_authorization_header_is_an_error() {
+    let one: [(&str, &[u8]); 2] = [("Host", b"h"), ("authorization", b"Bearer a")];
+    assert_eq!(
+        single_authorization(one.into_iter()),
+        Ok(Some(&b"Bearer a"[..]))
+    );
+    let none: [(&str, &[u8]); 1] = [("Host", b"h")];
+    assert_eq!(single_authorization(none.into_iter()), Ok(None));
+    let two: [(&str, &[u8]); 3] = [
+        ("Authorization", b"Bearer good"),
+        ("Host", b"h"),
+        ("AUTHORIZATION", b"Bearer wrong"),
+    ];
+    assert_eq!(
+        single_authorization(two.into_iter()),
+        Err(REPEATED_AUTHORIZATION)
+    );
+    // Even two identical values: one header, one credential.
+    let same: [(&str, &[u8]); 2] = [
+        ("authorization", b"Bearer a"),
+        ("authorization", b"Bearer a"),
+    ];
+    assert!(single_authorization(same.into_iter()).is_err());
+}

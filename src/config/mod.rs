@@ -68,7 +68,9 @@ pub struct Limits {
     pub keepalive_idle: Duration,
     /// Time to receive a request body that a rule inspects, from the end
     /// of its head; past it 408. Gaps between reads are also bounded by
-    /// `header_timeout`. Default: 30 s.
+    /// `header_timeout`. A streamed (uninspected) body has no total
+    /// deadline, but a gap this long between client reads ends it (408,
+    /// both connections closed). Default: 30 s.
     pub body_timeout: Duration,
     /// Connecting to the engine socket. Default: 5 s.
     pub upstream_connect: Duration,

@@ -36,6 +36,10 @@ pub enum BodyPlan {
 pub struct RequestContext {
     /// Filters every JSON document of the response goes through.
     pub filters: Option<Arc<ResponseFilter>>,
+    /// The request is an attach or exec start, which the engine may answer
+    /// with a `200` raw stream without framing that becomes a two-way
+    /// stream (a hijack without an upgrade). Any other request never does.
+    pub hijack: bool,
 }
 
 pub enum Admission {
@@ -178,6 +182,7 @@ pub async fn admit<S: ClientIo>(
         Verdict::Allow => {
             let context = RequestContext {
                 filters: decision.filters,
+                hijack: method == "POST" && is_hijack_path(&target.path),
             };
             Admission::Forward {
                 body: plan,
@@ -241,6 +246,17 @@ fn upper_case(method: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `/containers/{id}/attach` and `/exec/{id}/start`: the endpoints the
+/// engine hijacks. `path` has no version prefix.
+fn is_hijack_path(path: &str) -> bool {
+    let mut parts = path.strip_prefix('/').unwrap_or(path).split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("containers"), Some(id), Some("attach"), None) => !id.is_empty(),
+        (Some("exec"), Some(id), Some("start"), None) => !id.is_empty(),
+        _ => false,
+    }
+}
+
 fn respond_closing(status: u16, message: &str) -> Admission {
     Admission::Respond {
         response: json_error(status, message, &[], true),
@@ -257,7 +273,15 @@ fn authenticate<S>(
     worker: &Worker,
     now: Instant,
 ) -> Result<Identity, Admission> {
-    let authorization = head.header("authorization");
+    // A malformed request, refused before any credential is looked at:
+    // nothing was checked, so it counts toward no lockout.
+    let authorization = match crate::auth::single_authorization(head.headers()) {
+        Ok(authorization) => authorization,
+        Err(message) => {
+            tracing::debug!(client.addr = %client.addr, "refused repeated Authorization header");
+            return Err(refuse(400, message, head));
+        }
+    };
     let peer_cert = client.peer_cert.as_deref();
     let outcome = snapshot
         .auth

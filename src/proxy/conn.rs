@@ -210,6 +210,7 @@ async fn exchange<S: ClientIo>(
         &head,
         plan,
         context.filters.as_deref(),
+        context.hijack,
         snapshot,
         worker,
     )
@@ -250,6 +251,7 @@ async fn forward<S: ClientIo>(
     head: &RequestHead,
     body: BodyPlan,
     filters: Option<&ResponseFilter>,
+    hijack: bool,
     snapshot: &Snapshot,
     worker: &Worker,
 ) -> Next {
@@ -272,12 +274,27 @@ async fn forward<S: ClientIo>(
         };
         let reused = conn.reused;
         let mut stream = conn.stream;
-        let (sent, bytes) = send_request(client, &mut stream, head, request_bytes, &body).await;
+        let (sent, bytes) =
+            send_request(client, &mut stream, head, request_bytes, &body, snapshot).await;
         request_bytes = bytes;
         match sent {
             Err(SendError::Client) => return Next::Close,
             Err(SendError::Refused(response)) => {
                 let (result, _) = write_all(&mut client.io, response).await;
+                if result.is_ok() {
+                    linger(client).await;
+                }
+                return Next::Close;
+            }
+            Err(SendError::Stalled) => {
+                // The engine sees the body end early (EOF) and stops
+                // waiting; the client learns why, if it still listens.
+                drop(stream);
+                tracing::debug!(client.addr = %client.addr, "streamed request body stalled");
+                let message = "request body stalled: nothing received for limits.body_timeout \
+                               while streaming it to the engine; the request was abandoned";
+                let (result, _) =
+                    write_all(&mut client.io, json_error(408, message, &[], true)).await;
                 if result.is_ok() {
                     linger(client).await;
                 }
@@ -317,6 +334,20 @@ async fn forward<S: ClientIo>(
         }
     };
 
+    if response.status == 101 && !head.upgrade {
+        // Tunnelling now would send the client's next (pipelined) request
+        // to the engine unauthenticated and unchecked.
+        drop(upstream);
+        worker.count_upstream_error();
+        tracing::warn!(
+            client.addr = %client.addr,
+            http.method = head.method(),
+            "engine answered 101 to a request that asked for no upgrade"
+        );
+        let message = "the Docker Engine switched protocols (101) although the request \
+                       asked for no upgrade; the connection is closed";
+        return respond_and_close(client, 502, message).await;
+    }
     if response.status == 101 {
         let out = response_head_bytes(&response, BodyOut::Upgrade, false);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
@@ -338,8 +369,11 @@ async fn forward<S: ClientIo>(
             .await;
         }
     };
-    if framing == Framing::UntilClose && is_raw_stream(&response) {
-        // A hijacked attach without an upgrade: a two-way raw stream.
+    if hijack && framing == Framing::UntilClose && is_raw_stream(&response) {
+        // A hijacked attach without an upgrade: a two-way raw stream. To
+        // any other request such a response is an ordinary body delimited
+        // by close, relayed one way below (the client connection closes
+        // after it, so nothing the client sends meanwhile is forwarded).
         let out = response_head_bytes(&response, BodyOut::AsIs, true);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
         if result.is_err() {
@@ -361,6 +395,11 @@ async fn forward<S: ClientIo>(
         !head.keep_alive || framing == Framing::UntilClose || unchunk || worker.is_draining();
     let (body, reframe) = if unchunk {
         (BodyOut::Unframed, Reframe::Decode)
+    } else if head.method().eq_ignore_ascii_case("HEAD")
+        || response.status == 204
+        || response.status == 304
+    {
+        (BodyOut::NoBody, Reframe::AsIs)
     } else {
         (BodyOut::AsIs, Reframe::AsIs)
     };
@@ -456,6 +495,8 @@ enum SendError {
     Refused(Vec<u8>),
     /// Writing to the engine failed; its response may still say why.
     Upstream,
+    /// The client sent no body bytes for `limits.body_timeout`.
+    Stalled,
 }
 
 /// Writes the head and body to the engine: `request` (the head and an
@@ -466,6 +507,7 @@ async fn send_request<S: ClientIo>(
     head: &RequestHead,
     request: Vec<u8>,
     body: &BodyPlan,
+    snapshot: &Snapshot,
 ) -> (Result<(), SendError>, Vec<u8>) {
     let (result, request) = write_all(upstream, request).await;
     if result.is_err() {
@@ -476,7 +518,11 @@ async fn send_request<S: ClientIo>(
         BodyPlan::Length(n) => Framing::Length(*n),
         BodyPlan::Chunked => Framing::Chunked,
     };
-    (stream_body(client, upstream, head, framing).await, request)
+    let limits = &snapshot.settings.limits;
+    (
+        stream_body(client, upstream, head, framing, limits).await,
+        request,
+    )
 }
 
 /// Streams the request body from the client to the engine.
@@ -485,6 +531,7 @@ async fn stream_body<S: ClientIo>(
     upstream: &mut UnixStream,
     head: &RequestHead,
     framing: Framing,
+    limits: &Limits,
 ) -> Result<(), SendError> {
     if head.expect_continue {
         send_continue(client).await?;
@@ -494,13 +541,27 @@ async fn stream_body<S: ClientIo>(
     // disagrees with ours about where the body ends could run the rest as
     // an unchecked request.
     let tracker = BodyTracker::reframing(framing, Reframe::Canonical);
-    match copy_body(&mut client.io, upstream, tracker, Vec::new(), pending, None).await {
+    // No total deadline (a `docker load` of many GiB is fine), but a
+    // client that stops sending does not hold both connections forever.
+    let idle = Some(limits.body_timeout);
+    match copy_body(
+        &mut client.io,
+        upstream,
+        tracker,
+        Vec::new(),
+        pending,
+        None,
+        idle,
+    )
+    .await
+    {
         // Bytes past the body belong to the next pipelined request.
         Ok(extra) => {
             client.buf = extra;
             Ok(())
         }
         Err(CopyError::Read | CopyError::ClientGone) => Err(SendError::Client),
+        Err(CopyError::Idle) => Err(SendError::Stalled),
         Err(CopyError::Write) => Err(SendError::Upstream),
         Err(CopyError::Framing(error)) => Err(SendError::Refused(json_error(
             400,
@@ -581,7 +642,17 @@ async fn relay_body<S: ClientIo>(
 ) -> Relayed {
     let until_close = tracker.framing() == Framing::UntilClose;
     let watch = Some(client.fd);
-    match copy_body(upstream, &mut client.io, tracker, head, pending, watch).await {
+    match copy_body(
+        upstream,
+        &mut client.io,
+        tracker,
+        head,
+        pending,
+        watch,
+        None,
+    )
+    .await
+    {
         // The engine connection is reusable only at a clean message end.
         Ok(extra) => Relayed::Complete {
             upstream_reusable: extra.is_empty() && !until_close,
@@ -678,6 +749,11 @@ enum BodyOut {
     Rechunked,
     /// Filtered for an HTTP/1.0 client: delimited by closing.
     Unframed,
+    /// A response that has no body (to HEAD, 204, 304): no
+    /// `Transfer-Encoding`, and a 204 no `Content-Length` either (RFC 9110
+    /// sections 8.6, 15.3.5). The Content-Length of a HEAD or 304 response
+    /// describes the representation and stays.
+    NoBody,
 }
 
 /// The response head as the client gets it: hop-by-hop fields removed,
@@ -690,7 +766,8 @@ fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> V
     out.extend_from_slice(response.reason());
     out.extend_from_slice(b"\r\n");
     let listed = head::connection_listed(response.headers());
-    let reframed = matches!(body, BodyOut::Rechunked | BodyOut::Unframed);
+    let reframed = matches!(body, BodyOut::Rechunked | BodyOut::Unframed)
+        || (body == BodyOut::NoBody && response.status == 204);
     for (name, value) in response.headers() {
         // The chunked framing of a body relayed as is stays valid.
         let keep_te = body == BodyOut::AsIs && name.eq_ignore_ascii_case("transfer-encoding");
@@ -713,7 +790,7 @@ fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> V
             }
         }
         BodyOut::Rechunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        BodyOut::AsIs | BodyOut::Unframed => {}
+        BodyOut::AsIs | BodyOut::Unframed | BodyOut::NoBody => {}
     }
     if close && body != BodyOut::Upgrade {
         out.extend_from_slice(b"Connection: close\r\n");
@@ -898,6 +975,29 @@ mod tests {
         assert!(out.contains("Transfer-Encoding: chunked\r\n"));
         assert!(!out.contains("Keep-Alive"));
         assert!(out.ends_with("Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn bodiless_responses_lose_their_framing_headers() {
+        let head_of = |raw: &str| {
+            let response = head::parse_response(raw.as_bytes(), 65536)
+                .unwrap()
+                .unwrap();
+            String::from_utf8(response_head_bytes(&response, BodyOut::NoBody, false)).unwrap()
+        };
+        let out = head_of(
+            "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\
+             Content-Length: 5\r\nX-A: 1\r\n\r\n",
+        );
+        assert!(!out.contains("Transfer-Encoding") && !out.contains("Content-Length"));
+        assert!(out.contains("X-A: 1\r\n"), "{out}");
+        for status in ["304 Not Modified", "200 OK"] {
+            let out = head_of(&format!(
+                "HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+            ));
+            assert!(!out.contains("Transfer-Encoding"), "{out}");
+            assert!(out.contains("Content-Length: 5\r\n"), "{out}");
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! spliced (`proxy::splice`) unless `DOCKER_PROXY_BULK_COPY=buffered`.
 
 use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::time::Duration;
+
+use monoio::time::{Instant, Sleep};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
@@ -36,6 +40,47 @@ pub enum CopyError {
     Framing(ParseError),
     /// The client watched while waiting for `from` closed its connection.
     ClientGone,
+    /// `from` sent nothing for the idle limit.
+    Idle,
+}
+
+/// The idle limit of a copy: one timer, created when the copy first waits
+/// for `from` and moved only when it fires early (a read that completed
+/// meanwhile restarted the wait), so a steady copy costs one clock reading
+/// per read and about one timer wake per `limit`.
+struct IdleLimit<'a> {
+    limit: Option<Duration>,
+    sleep: Pin<&'a mut Option<Sleep>>,
+}
+
+impl IdleLimit<'_> {
+    /// Resolves once a wait for `from` that started at `since` has lasted
+    /// the limit; never without one.
+    async fn stalled(&mut self, since: Option<Instant>) {
+        let (Some(limit), Some(since)) = (self.limit, since) else {
+            return std::future::pending().await;
+        };
+        let deadline = since + limit;
+        loop {
+            match self.sleep.as_mut().as_pin_mut() {
+                None => self.sleep.set(Some(monoio::time::sleep_until(deadline))),
+                Some(sleep) => {
+                    sleep.await;
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    if let Some(sleep) = self.sleep.as_mut().as_pin_mut() {
+                        sleep.reset(deadline);
+                    }
+                }
+            }
+        }
+    }
+
+    /// When a wait starts: a clock reading only with a limit.
+    fn start(&self) -> Option<Instant> {
+        self.limit.map(|_| Instant::now())
+    }
 }
 
 /// Copies one body from `from` to `to`, writing `head` first (it may be
@@ -46,6 +91,9 @@ pub enum CopyError {
 /// for `from` (`proxy::watch`); when the client has gone the copy stops
 /// with [`CopyError::ClientGone`], abandoning the read in flight, so `from`
 /// must then be closed.
+///
+/// With `idle`, a wait for `from` longer than that ends the copy with
+/// [`CopyError::Idle`] (time spent writing to `to` does not count).
 pub async fn copy_body<R, W>(
     from: &mut R,
     to: &mut W,
@@ -53,6 +101,7 @@ pub async fn copy_body<R, W>(
     head: Vec<u8>,
     mut pending: Vec<u8>,
     watch: Option<RawFd>,
+    idle: Option<Duration>,
 ) -> Result<Vec<u8>, CopyError>
 where
     R: AsyncReadRent + SpliceIo,
@@ -62,6 +111,10 @@ where
     let mut out = head;
     // Lazy: no timer exists until the copy first waits for `from`.
     let mut gone = std::pin::pin!(watch::client_gone_opt(watch));
+    let mut idle = IdleLimit {
+        limit: idle,
+        sleep: std::pin::pin!(None),
+    };
     loop {
         let extra = if tracker.reframes() {
             // New framing around the data: encoded into `out`, and
@@ -95,7 +148,7 @@ where
             drop((out, pending));
             let left = tracker.length_left().unwrap_or(0);
             monoio::select! {
-                spliced = splice_body(from, to, pipe, left) => spliced?,
+                spliced = splice_body(from, to, pipe, left, &mut idle) => spliced?,
                 _ = &mut gone => return Err(CopyError::ClientGone),
             }
             return Ok(Vec::new());
@@ -108,9 +161,12 @@ where
         } else {
             std::mem::take(&mut out)
         };
+        let since = idle.start();
         let (result, buf) = monoio::select! {
             read = read_append(from, read_into, size.get()) => read,
             _ = &mut gone => return Err(CopyError::ClientGone),
+            // The read in flight is abandoned; `from` must then be closed.
+            _ = idle.stalled(since) => return Err(CopyError::Idle),
         };
         pending = buf;
         match result {
@@ -141,6 +197,7 @@ async fn splice_body(
     to: &impl SpliceIo,
     mut pipe: Pipe,
     mut left: u64,
+    idle: &mut IdleLimit<'_>,
 ) -> Result<(), CopyError> {
     let (Some(from), Some(to)) = (from.socket(), to.socket()) else {
         return Err(CopyError::Read);
@@ -148,7 +205,12 @@ async fn splice_body(
     let _from = NonBlocking::set(from).map_err(|_| CopyError::Read)?;
     let _to = NonBlocking::set(to).map_err(|_| CopyError::Write)?;
     while left > 0 {
-        match pipe.fill(from, left).await {
+        let since = idle.start();
+        let filled = monoio::select! {
+            filled = pipe.fill(from, left) => filled,
+            _ = idle.stalled(since) => return Err(CopyError::Idle),
+        };
+        match filled {
             Ok(0) | Err(_) => return Err(CopyError::Read),
             Ok(n) => left -= n as u64,
         }
