@@ -27,7 +27,8 @@ const HOST_MOUNTS: &str = "mounting host paths is not allowed through this proxy
 const BIND_VOLUMES: &str =
     "volumes with driver mount options (--opt type/device/o) are not allowed through this proxy";
 const CAPABILITIES: &str = "adding this capability (--cap-add) is not allowed through this proxy";
-const SECURITY_OPT: &str = "turning off confinement (--security-opt seccomp=unconfined, apparmor=unconfined or label=disable)";
+const SECURITY_OPT: &str = "turning off confinement \
+    (--security-opt seccomp=unconfined, apparmor=unconfined or label=disable)";
 const NAMESPACES: &str =
     "sharing the host's or another container's namespaces is not allowed through this proxy";
 const DEVICES: &str =

@@ -17,6 +17,10 @@ use support::{
     Output, Proxy, ProxyOptions, ADMIN_TOKEN, CI_TOKEN, ENGINE_SOCKET, IMAGE, TEST_LABEL,
 };
 
+/// config.yaml's message for volumes with driver mount options.
+const VOLUME_OPTS_REFUSED: &str =
+    "volumes with driver mount options (--opt type/device/o) are not allowed through this proxy";
+
 const LONG: Duration = Duration::from_secs(60);
 
 /// A proxy running the example policy and the docker CLI configurations
@@ -224,12 +228,7 @@ fn refuses_bind_backed_volume_create() {
         &name,
     ]);
     assert!(!out.success(), "volume create succeeded: {}", out.stdout);
-    assert!(
-        out.stderr
-            .contains("volumes with driver mount options (--opt type/device/o) are not allowed through this proxy"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains(VOLUME_OPTS_REFUSED), "{}", out.stderr);
     assert_eq!(
         engine_get(&format!("/v1.41/volumes/{name}")).status,
         404,
@@ -687,7 +686,7 @@ fn dry_run_rules_continue_and_are_recorded() {
 fn refuses_volumes_with_any_driver_mount_options() {
     require_engine!();
     let setup = Setup::example();
-    let message = "volumes with driver mount options (--opt type/device/o) are not allowed through this proxy";
+    let message = VOLUME_OPTS_REFUSED;
     for opts in [
         &["--opt", "type=proc", "--opt", "device=proc"][..],
         &[
@@ -1078,7 +1077,8 @@ fn ci_custom_confinement_profiles_are_refused_no_new_privileges_works() {
     std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW"}"#).expect("profile");
     let seccomp = format!("seccomp={}", profile.display());
     let message = "choosing a seccomp profile, AppArmor profile or SELinux label \
-                   (--security-opt seccomp=..., apparmor=..., label=...) is reserved for the operators";
+                   (--security-opt seccomp=..., apparmor=..., label=...) \
+                   is reserved for the operators";
     assert_all_refused(
         &setup,
         &[
