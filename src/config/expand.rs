@@ -17,6 +17,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use super::raw::LIMITS_KEYS;
+
 /// Problems that make the text unusable: `${` without `}` or a bad name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandError {
@@ -41,19 +43,11 @@ pub struct Expansions {
     pub used: Vec<String>,
 }
 
-/// Keys whose values are numbers.
+/// Keys outside `global.limits` whose values are numbers (every limit is
+/// one: [`LIMITS_KEYS`]).
 const NUMBER_KEYS: &[&str] = &[
     "port",
     "workers",
-    "header_timeout",
-    "keepalive_idle",
-    "upstream_connect",
-    "upgrade_idle",
-    "shutdown_grace",
-    "max_connections",
-    "max_head",
-    "max_inspect_body",
-    "max_filter_document",
     "failures",
     "window",
     "duration",
@@ -245,7 +239,7 @@ fn typed(key: Option<&str>, out: Substituted) -> Value {
     let Some(key) = key else {
         return Value::String(out.text);
     };
-    let numeric = NUMBER_KEYS.contains(&key);
+    let numeric = NUMBER_KEYS.contains(&key) || LIMITS_KEYS.contains(&key);
     let boolean = BOOL_KEYS.contains(&key);
     if !(numeric || boolean) {
         return Value::String(out.text);
@@ -357,6 +351,11 @@ mod tests {
         let (value, _) = load("global: {port: ${PORT}, metrics: {enabled: ${TRUE}}}\n");
         assert_eq!(value["global"]["port"], 2500);
         assert_eq!(value["global"]["metrics"]["enabled"], true);
+        // Every limit is a number, including ones added after this list.
+        for key in LIMITS_KEYS {
+            let (value, _) = load(&format!("global:\n  limits:\n    {key}: ${{PORT}}\n"));
+            assert_eq!(value["global"]["limits"][key], 2500, "{key}");
+        }
         // Not a number: left as a string, for the type check to report.
         let (value, _) = load("global:\n  port: ${HASH}\n");
         assert_eq!(value["global"]["port"], "abc #def");
