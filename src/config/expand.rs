@@ -336,7 +336,9 @@ mod tests {
     #[test]
     fn references_inside_quoted_and_flow_scalars_expand_as_text() {
         let (value, found) = load(
-            "a: \"x-${TOKEN}-${HASH}\"\nb: {c: ${TOKEN}, d: '${QUOTED}'}\ne: [${YES}, pre${BANG}]\n",
+            "a: \"x-${TOKEN}-${HASH}\"\n\
+             b: {c: ${TOKEN}, d: '${QUOTED}'}\n\
+             e: [${YES}, pre${BANG}]\n",
         );
         assert_eq!(value["a"], "x-s3cret-abc #def");
         assert_eq!(value["b"]["c"], "s3cret");
