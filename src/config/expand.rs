@@ -46,16 +46,8 @@ pub struct Expansions {
 /// Keys outside `global.limits` whose values are numbers (every limit is
 /// one: [`LIMITS_KEYS`]).
 const NUMBER_KEYS: &[&str] = &[
-    "port",
-    "workers",
-    "failures",
-    "window",
-    "duration",
-    "status",
-    "priority",
-    "requests",
-    "period",
-    "penalty",
+    "port", "workers", "failures", "window", "duration", "status", "priority", "requests",
+    "period", "penalty",
 ];
 
 /// Keys whose values are booleans.
