@@ -164,8 +164,6 @@ impl Prepared {
     fn substitute(&self, text: &str, found: &mut Expansions) -> Substituted {
         let mut out = String::with_capacity(text.len());
         let mut referenced = false;
-        let mut only: Option<usize> = None;
-        let mut pieces = 0usize;
         let mut rest = text;
         loop {
             let next_marker = rest.find(self.marker.as_str());
@@ -176,25 +174,17 @@ impl Prepared {
                 (Some(m), None) => m,
                 (None, Some(e)) => e,
             };
-            if at > 0 {
-                pieces += 1;
-            }
             out.push_str(&rest[..at]);
             let tail = &rest[at..];
             if let Some(after) = tail.strip_prefix("$${") {
                 out.push_str("${");
-                pieces += 1;
                 rest = after;
                 continue;
             }
             let after = &tail[self.marker.len()..];
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            let index = after[..digits].parse::<usize>().ok();
-            match index.and_then(|i| self.references.get(i).map(|r| (i, r))) {
-                Some((i, (name, value))) if after[digits..].starts_with('Z') => {
+            match self.reference(after) {
+                Some((len, (name, value))) => {
                     referenced = true;
-                    pieces += 1;
-                    only = Some(i);
                     match value {
                         Some(value) => {
                             out.push_str(value);
@@ -202,26 +192,39 @@ impl Prepared {
                         }
                         None => push_unique(&mut found.unset, name),
                     }
-                    rest = &after[digits + 1..];
+                    rest = &after[len..];
                 }
-                // Not one of ours (cannot happen: the marker is unique).
-                _ => {
+                // Not one of ours (only a YAML escape could spell the marker).
+                None => {
                     out.push_str(&self.marker);
-                    pieces += 1;
                     rest = after;
                 }
             }
         }
-        if !rest.is_empty() {
-            pieces += 1;
-        }
         out.push_str(rest);
-        let whole_unset = pieces == 1 && only.is_some_and(|i| self.references[i].1.is_none());
+        // The scalar is one reference and nothing else, to an unset variable.
+        let whole_unset = text
+            .strip_prefix(self.marker.as_str())
+            .and_then(|after| self.reference(after).filter(|(len, _)| *len == after.len()))
+            .is_some_and(|(_, (_, value))| value.is_none());
         Substituted {
             text: out,
             referenced,
             whole_unset,
         }
+    }
+
+    /// The reference whose placeholder `after` (the text following a marker)
+    /// starts with, and the length of its `<index>Z` part.
+    fn reference(&self, after: &str) -> Option<(usize, &(String, Option<String>))> {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if !after[digits..].starts_with('Z') {
+            return None;
+        }
+        let reference = self
+            .references
+            .get(after[..digits].parse::<usize>().ok()?)?;
+        Some((digits + 1, reference))
     }
 }
 
@@ -361,6 +364,9 @@ mod tests {
         assert_eq!(value["a"], "");
         assert_eq!(value["b"], "xy");
         assert_eq!(value["global"]["port"], Value::Null);
+        // Only a reference standing alone leaves the setting unset.
+        let (value, _) = load("global: {port: \"${NOPORT} \"}\n");
+        assert_eq!(value["global"]["port"], " ");
         assert_eq!(found.unset, ["MISSING", "NOPORT"]);
         assert!(found.used.is_empty());
     }
