@@ -564,18 +564,32 @@ fn setup_refuses_a_config_yaml_without_exactly_one_marked_block() {
     let block_end = block_end + full[block_end..].find('\n').unwrap() + 1;
     let block = &full[block_start..block_end];
     let cases = [
-        ("no BEGIN", full.replace(begin, "  # === shared host protection")),
-        ("no END", full.replace(end, "  # === shared host protection")),
-        ("two blocks", full.replace(block, &format!("{block}{block}"))),
+        (
+            "no BEGIN",
+            full.replace(begin, "  # === shared host protection"),
+        ),
+        (
+            "no END",
+            full.replace(end, "  # === shared host protection"),
+        ),
+        (
+            "two blocks",
+            full.replace(block, &format!("{block}{block}")),
+        ),
         (
             "END before BEGIN",
-            full.replace(begin, "  # @@").replace(end, begin).replace("  # @@", end),
+            full.replace(begin, "  # @@")
+                .replace(end, begin)
+                .replace("  # @@", end),
         ),
     ];
     for (what, config) in cases {
         let (ok, stderr, written) = setup_with_config_yaml(Some(&config));
         assert!(!ok, "{what}: setup succeeded");
-        assert!(stderr.contains("shared host protection"), "{what}: {stderr}");
+        assert!(
+            stderr.contains("shared host protection"),
+            "{what}: {stderr}"
+        );
         assert!(!written, "{what}: a policy was written");
     }
 }
