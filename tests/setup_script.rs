@@ -510,9 +510,10 @@ fn setup_policy_carries_every_protection_rule_of_config_yaml() {
     }
 }
 
-/// setup refuses to write a policy without config.yaml's block.
-#[test]
-fn setup_without_config_yaml_beside_it_refuses() {
+/// Runs a copy of scripts/setup with `config` (or no file) as the
+/// config.yaml beside it; returns whether it succeeded, its stderr, and
+/// whether it wrote a policy.
+fn setup_with_config_yaml(config: Option<&str>) -> (bool, String, bool) {
     let copy = tempfile::tempdir().unwrap();
     std::fs::create_dir(copy.path().join("scripts")).unwrap();
     std::fs::copy(
@@ -520,21 +521,77 @@ fn setup_without_config_yaml_beside_it_refuses() {
         copy.path().join("scripts/setup"),
     )
     .unwrap();
+    if let Some(config) = config {
+        std::fs::write(copy.path().join("config.yaml"), config).unwrap();
+    }
     let root = tempfile::tempdir().unwrap();
     let out = Command::new(copy.path().join("scripts/setup"))
         .arg("--root")
         .arg(root.path())
         .arg("--binary")
         .arg(BIN)
+        .env_remove("DOCKER_PROXY_SECRET")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "setup succeeded without config.yaml");
-    assert!(stderr.contains("config.yaml"), "{stderr}");
-    assert!(!root
+    let written = root
         .path()
         .join("etc/docker-api-proxy/config.yaml")
-        .exists());
+        .exists();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), stderr, written)
+}
+
+/// setup refuses to write a policy without config.yaml's block.
+#[test]
+fn setup_without_config_yaml_beside_it_refuses() {
+    let (ok, stderr, written) = setup_with_config_yaml(None);
+    assert!(!ok, "setup succeeded without config.yaml");
+    assert!(stderr.contains("config.yaml"), "{stderr}");
+    assert!(!written);
+}
+
+/// A missing, repeated or misordered marker would copy too little, too
+/// much (every rule twice) or nothing: setup refuses each.
+#[test]
+fn setup_refuses_a_config_yaml_without_exactly_one_marked_block() {
+    let full = read(&repo().join("config.yaml"));
+    let begin = "  # === BEGIN shared host protection";
+    let end = "  # === END shared host protection";
+    let (ok, stderr, _) = setup_with_config_yaml(Some(&full));
+    assert!(ok, "setup failed with the shipped config.yaml: {stderr}");
+    let block_start = full.find(begin).unwrap();
+    let block_end = full[block_start..].find(end).unwrap() + block_start;
+    let block_end = block_end + full[block_end..].find('\n').unwrap() + 1;
+    let block = &full[block_start..block_end];
+    let cases = [
+        (
+            "no BEGIN",
+            full.replace(begin, "  # === shared host protection"),
+        ),
+        (
+            "no END",
+            full.replace(end, "  # === shared host protection"),
+        ),
+        (
+            "two blocks",
+            full.replace(block, &format!("{block}{block}")),
+        ),
+        (
+            "END before BEGIN",
+            full.replace(begin, "  # @@")
+                .replace(end, begin)
+                .replace("  # @@", end),
+        ),
+    ];
+    for (what, config) in cases {
+        let (ok, stderr, written) = setup_with_config_yaml(Some(&config));
+        assert!(!ok, "{what}: setup succeeded");
+        assert!(
+            stderr.contains("shared host protection"),
+            "{what}: {stderr}"
+        );
+        assert!(!written, "{what}: a policy was written");
+    }
 }
 
 /// The installed policy, run by the real proxy in front of the real engine:

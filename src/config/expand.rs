@@ -17,6 +17,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use super::raw::LIMITS_KEYS;
+
 /// Problems that make the text unusable: `${` without `}` or a bad name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandError {
@@ -41,27 +43,11 @@ pub struct Expansions {
     pub used: Vec<String>,
 }
 
-/// Keys whose values are numbers.
+/// Keys outside `global.limits` whose values are numbers (every limit is
+/// one: [`LIMITS_KEYS`]).
 const NUMBER_KEYS: &[&str] = &[
-    "port",
-    "workers",
-    "header_timeout",
-    "keepalive_idle",
-    "upstream_connect",
-    "upgrade_idle",
-    "shutdown_grace",
-    "max_connections",
-    "max_head",
-    "max_inspect_body",
-    "max_filter_document",
-    "failures",
-    "window",
-    "duration",
-    "status",
-    "priority",
-    "requests",
-    "period",
-    "penalty",
+    "port", "workers", "failures", "window", "duration", "status", "priority", "requests",
+    "period", "penalty",
 ];
 
 /// Keys whose values are booleans.
@@ -178,8 +164,6 @@ impl Prepared {
     fn substitute(&self, text: &str, found: &mut Expansions) -> Substituted {
         let mut out = String::with_capacity(text.len());
         let mut referenced = false;
-        let mut only: Option<usize> = None;
-        let mut pieces = 0usize;
         let mut rest = text;
         loop {
             let next_marker = rest.find(self.marker.as_str());
@@ -190,25 +174,17 @@ impl Prepared {
                 (Some(m), None) => m,
                 (None, Some(e)) => e,
             };
-            if at > 0 {
-                pieces += 1;
-            }
             out.push_str(&rest[..at]);
             let tail = &rest[at..];
             if let Some(after) = tail.strip_prefix("$${") {
                 out.push_str("${");
-                pieces += 1;
                 rest = after;
                 continue;
             }
             let after = &tail[self.marker.len()..];
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            let index = after[..digits].parse::<usize>().ok();
-            match index.and_then(|i| self.references.get(i).map(|r| (i, r))) {
-                Some((i, (name, value))) if after[digits..].starts_with('Z') => {
+            match self.reference(after) {
+                Some((len, (name, value))) => {
                     referenced = true;
-                    pieces += 1;
-                    only = Some(i);
                     match value {
                         Some(value) => {
                             out.push_str(value);
@@ -216,26 +192,39 @@ impl Prepared {
                         }
                         None => push_unique(&mut found.unset, name),
                     }
-                    rest = &after[digits + 1..];
+                    rest = &after[len..];
                 }
-                // Not one of ours (cannot happen: the marker is unique).
-                _ => {
+                // Not one of ours (only a YAML escape could spell the marker).
+                None => {
                     out.push_str(&self.marker);
-                    pieces += 1;
                     rest = after;
                 }
             }
         }
-        if !rest.is_empty() {
-            pieces += 1;
-        }
         out.push_str(rest);
-        let whole_unset = pieces == 1 && only.is_some_and(|i| self.references[i].1.is_none());
+        // The scalar is one reference and nothing else, to an unset variable.
+        let whole_unset = text
+            .strip_prefix(self.marker.as_str())
+            .and_then(|after| self.reference(after).filter(|(len, _)| *len == after.len()))
+            .is_some_and(|(_, (_, value))| value.is_none());
         Substituted {
             text: out,
             referenced,
             whole_unset,
         }
+    }
+
+    /// The reference whose placeholder `after` (the text following a marker)
+    /// starts with, and the length of its `<index>Z` part.
+    fn reference(&self, after: &str) -> Option<(usize, &(String, Option<String>))> {
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if !after[digits..].starts_with('Z') {
+            return None;
+        }
+        let reference = self
+            .references
+            .get(after[..digits].parse::<usize>().ok()?)?;
+        Some((digits + 1, reference))
     }
 }
 
@@ -245,7 +234,7 @@ fn typed(key: Option<&str>, out: Substituted) -> Value {
     let Some(key) = key else {
         return Value::String(out.text);
     };
-    let numeric = NUMBER_KEYS.contains(&key);
+    let numeric = NUMBER_KEYS.contains(&key) || LIMITS_KEYS.contains(&key);
     let boolean = BOOL_KEYS.contains(&key);
     if !(numeric || boolean) {
         return Value::String(out.text);
@@ -342,7 +331,9 @@ mod tests {
     #[test]
     fn references_inside_quoted_and_flow_scalars_expand_as_text() {
         let (value, found) = load(
-            "a: \"x-${TOKEN}-${HASH}\"\nb: {c: ${TOKEN}, d: '${QUOTED}'}\ne: [${YES}, pre${BANG}]\n",
+            "a: \"x-${TOKEN}-${HASH}\"\n\
+             b: {c: ${TOKEN}, d: '${QUOTED}'}\n\
+             e: [${YES}, pre${BANG}]\n",
         );
         assert_eq!(value["a"], "x-s3cret-abc #def");
         assert_eq!(value["b"]["c"], "s3cret");
@@ -357,6 +348,11 @@ mod tests {
         let (value, _) = load("global: {port: ${PORT}, metrics: {enabled: ${TRUE}}}\n");
         assert_eq!(value["global"]["port"], 2500);
         assert_eq!(value["global"]["metrics"]["enabled"], true);
+        // Every limit is a number, including ones added after this list.
+        for key in LIMITS_KEYS {
+            let (value, _) = load(&format!("global:\n  limits:\n    {key}: ${{PORT}}\n"));
+            assert_eq!(value["global"]["limits"][key], 2500, "{key}");
+        }
         // Not a number: left as a string, for the type check to report.
         let (value, _) = load("global:\n  port: ${HASH}\n");
         assert_eq!(value["global"]["port"], "abc #def");
@@ -368,6 +364,9 @@ mod tests {
         assert_eq!(value["a"], "");
         assert_eq!(value["b"], "xy");
         assert_eq!(value["global"]["port"], Value::Null);
+        // Only a reference standing alone leaves the setting unset.
+        let (value, _) = load("global: {port: \"${NOPORT} \"}\n");
+        assert_eq!(value["global"]["port"], " ");
         assert_eq!(found.unset, ["MISSING", "NOPORT"]);
         assert!(found.used.is_empty());
     }

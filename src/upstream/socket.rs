@@ -18,7 +18,8 @@ pub enum SocketChoice {
 
 impl SocketChoice {
     /// Resolves the setting: a configured path wins; otherwise a `unix://`
-    /// `DOCKER_HOST`, then the standard locations, then the rootless one.
+    /// `DOCKER_HOST`, alone; otherwise the standard locations, then the
+    /// rootless one, whichever exists.
     pub fn resolve(configured: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Self {
         if let Some(path) = configured {
             return SocketChoice::Fixed(path.to_path_buf());
