@@ -202,9 +202,7 @@ pub fn explain(overrides: &Overrides, args: &ExplainArgs) -> ExitCode {
 fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bool), String> {
     let config = config::load(overrides).map_err(|e| e.to_string())?;
     let method = args.method.to_ascii_uppercase();
-    let checked = target::canonicalize(args.target.as_bytes())
-        .and_then(|t| target::check_reference(&method, &t.path).map(|()| t));
-    let target = match checked {
+    let target = match target::canonicalize_request(&method, args.target.as_bytes()) {
         Ok(target) => target,
         Err(error) => {
             return Ok((

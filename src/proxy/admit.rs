@@ -77,9 +77,7 @@ pub async fn admit<S: ClientIo>(
             close: !head.keep_alive,
         };
     }
-    let checked = target::canonicalize(head.target())
-        .and_then(|t| target::check_reference(head.method(), &t.path).map(|()| t));
-    let target = match checked {
+    let target = match target::canonicalize_request(head.method(), head.target()) {
         Ok(target) => target,
         Err(error) => {
             tracing::debug!(client.addr = %client.addr, %error, "refused request target");
