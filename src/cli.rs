@@ -284,9 +284,9 @@ fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bo
         client_ip: args.client_ip,
         role: role.as_deref(),
     };
-    if let Err(repeated) = config.policy.check_repeats(&request) {
+    if let Err(message) = crate::proxy::admit::refuse_before_rules(&config.policy, &request) {
         return Ok((
-            format!("decision: refused with 400 before any rule: {repeated}\n"),
+            format!("decision: refused with 400 before any rule: {message}\n"),
             false,
         ));
     }
