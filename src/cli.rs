@@ -202,9 +202,7 @@ pub fn explain(overrides: &Overrides, args: &ExplainArgs) -> ExitCode {
 fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bool), String> {
     let config = config::load(overrides).map_err(|e| e.to_string())?;
     let method = args.method.to_ascii_uppercase();
-    let checked = target::canonicalize(args.target.as_bytes())
-        .and_then(|t| target::check_reference(&method, &t.path).map(|()| t));
-    let target = match checked {
+    let target = match target::canonicalize_request(&method, args.target.as_bytes()) {
         Ok(target) => target,
         Err(error) => {
             return Ok((
@@ -286,9 +284,9 @@ fn explain_text(overrides: &Overrides, args: &ExplainArgs) -> Result<(String, bo
         client_ip: args.client_ip,
         role: role.as_deref(),
     };
-    if let Err(repeated) = config.policy.check_repeats(&request) {
+    if let Err(message) = crate::proxy::admit::refuse_before_rules(&config.policy, &request) {
         return Ok((
-            format!("decision: refused with 400 before any rule: {repeated}\n"),
+            format!("decision: refused with 400 before any rule: {message}\n"),
             false,
         ));
     }

@@ -188,3 +188,72 @@ fn rule_named_fields_repeated_with_different_values_never_reach_the_engine() {
     let message = response.assert_json_error(403);
     assert!(message.contains("mirror.example only"), "{message:?}");
 }
+
+// === explain ===
+
+/// `explain` makes the same refusals before any rule as the proxy: it
+/// shares the function, so an operator's dry run cannot say "allow" for a
+/// request the proxy answers with 400.
+#[test]
+fn explain_refuses_what_the_proxy_refuses_before_any_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, format!("auth:\n  type: none\n{RULES}")).unwrap();
+    let explain = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_docker-api-proxy"))
+            .arg("explain")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("DOCKER_PROXY_CONFIG")
+            .output()
+            .expect("run explain");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.code(), stdout)
+    };
+    for (args, fragment) in [
+        (
+            &[
+                "POST",
+                "/v1.41/build",
+                "--header",
+                "content-type: multipart/form-data",
+            ][..],
+            "multipart/form-data request bodies are refused",
+        ),
+        (
+            &[
+                "POST",
+                "/v1.41/images/create?fromImage=a&fromImage=mirror.example/x",
+            ][..],
+            "query parameter \"fromImage\" appears 2 times",
+        ),
+        (
+            &[
+                "GET",
+                "/v1.41/info",
+                "--header",
+                "X-Agent: a",
+                "--header",
+                "x-agent: b",
+            ][..],
+            "header \"x-agent\" appears 2 times",
+        ),
+        (
+            &["GET", "/v1.41/containers/parent/alias/json"][..],
+            "legacy link alias",
+        ),
+    ] {
+        let (code, stdout) = explain(args);
+        assert_eq!(code, Some(1), "{args:?}: {stdout}");
+        assert!(
+            stdout.contains("refused with 400 before any rule") && stdout.contains(fragment),
+            "{args:?}: {stdout}"
+        );
+    }
+    // The honest twins reach the rules.
+    let (code, stdout) = explain(&["POST", "/v1.41/build", "--header", "Content-Type: a/b"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let (code, stdout) = explain(&["GET", "/v1.41/containers/web/json"]);
+    assert_eq!(code, Some(0), "{stdout}");
+}

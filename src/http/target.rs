@@ -92,6 +92,14 @@ pub fn canonicalize(raw: &[u8]) -> Result<Target, TargetError> {
     })
 }
 
+/// [`canonicalize`], then [`check_reference`] for `method`: the target
+/// checks the proxy and `explain` make before authentication and rules.
+pub fn canonicalize_request(method: &str, raw: &[u8]) -> Result<Target, TargetError> {
+    let target = canonicalize(raw)?;
+    check_reference(method, &target.path)?;
+    Ok(target)
+}
+
 /// Refuses a canonical `path` under `/containers/` or `/exec/` whose
 /// reference would contain `/` for dockerd's router.
 ///
@@ -102,7 +110,7 @@ pub fn canonicalize(raw: &[u8]) -> Result<Target, TargetError> {
 /// match. Allowed shapes: `/containers/REF` (also `json`, `create`,
 /// `prune`), `/containers/REF/ACTION`, `/containers/REF/attach/ws`, and
 /// `/exec/ID/ACTION`; for DELETE only `/containers/REF`.
-pub fn check_reference(method: &str, path: &str) -> Result<(), TargetError> {
+fn check_reference(method: &str, path: &str) -> Result<(), TargetError> {
     let inner = path.strip_prefix('/').unwrap_or(path);
     let inner = inner.strip_suffix('/').unwrap_or(inner);
     let (rest, max) = if let Some(rest) = inner.strip_prefix("containers/") {
@@ -422,6 +430,19 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    #[test]
+    fn request_targets_are_checked_for_references_after_the_version_prefix() {
+        assert_eq!(
+            canonicalize_request("GET", b"/v1.41/containers/parent/alias/json").map(|_| ()),
+            Err(TargetError::ReferenceWithSlash)
+        );
+        let target = canonicalize_request("GET", b"/v1.41/containers/abc/json?size=1").unwrap();
+        assert_eq!(
+            (&*target.api_version, &*target.path, &*target.query),
+            ("1.41", "/containers/abc/json", "size=1")
+        );
     }
 
     #[test]

@@ -9,10 +9,9 @@
 //! layer before evaluation; the names it looks at are collected once by
 //! [`RepeatGuard::collect`] when the policy compiles.
 
-use std::borrow::Cow;
 use std::fmt;
 
-use super::condition::{decode_component, Node};
+use super::condition::{query_keys, query_values, Node};
 use super::{Policy, Request, Rule};
 
 /// The query parameter and header names some rule condition reads.
@@ -75,62 +74,62 @@ impl std::error::Error for RepeatedField {}
 impl Policy {
     /// Refuses a request that repeats, with different values, a query
     /// parameter or header some rule names. Repeats with equal values, and
-    /// repeats of names no rule reads, pass. Allocates nothing unless a
-    /// key, or a value of a named parameter, is percent-encoded.
+    /// repeats of names no rule reads, pass. One pass over the query
+    /// decodes each key once; values are decoded only for a named key that
+    /// appears twice. Allocates nothing unless a key is percent-encoded.
     pub fn check_repeats(&self, req: &Request) -> Result<(), RepeatedField> {
-        if !req.query.is_empty() {
-            for name in &self.repeats.query {
-                if let Some(count) = differing_query(req.query, name) {
-                    return Err(RepeatedField {
-                        kind: "query parameter",
-                        name: name.clone(),
-                        count,
-                    });
-                }
-            }
+        let refusal = |kind, name: &str, count| RepeatedField {
+            kind,
+            name: name.to_owned(),
+            count,
+        };
+        if let Some((name, count)) = self.repeats.differing_query(req.query) {
+            return Err(refusal("query parameter", name, count));
         }
         for name in &self.repeats.headers {
-            if let Some(count) = differing_header(req.headers, name) {
-                return Err(RepeatedField {
-                    kind: "header",
-                    name: name.clone(),
-                    count,
-                });
+            let values = req
+                .headers
+                .iter()
+                .filter(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| *value);
+            if let Some(count) = differing(values) {
+                return Err(refusal("header", name, count));
             }
         }
         Ok(())
     }
 }
 
-/// The number of values of `name` when they are not all equal, decoded as
-/// `condition::query_values` decodes them.
-fn differing_query(query: &str, name: &str) -> Option<usize> {
-    let mut first: Option<Cow<'_, str>> = None;
-    let mut count = 0;
-    let mut differ = false;
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key.contains(';') || decode_component(key).as_deref() != Some(name) {
-            continue;
+impl RepeatGuard {
+    /// The first named query parameter whose values differ, and how many
+    /// values it has.
+    fn differing_query(&self, query: &str) -> Option<(&str, usize)> {
+        if self.query.is_empty() {
+            return None;
         }
-        let Some(value) = decode_component(value) else {
-            continue;
-        };
-        count += 1;
-        match &first {
-            None => first = Some(value),
-            Some(seen) => differ |= *seen != value,
+        // Bit i: name i was seen once. Names past 64 are compared on every
+        // sight, which only costs time for a policy naming that many.
+        let mut seen = 0u64;
+        for (key, _) in query_keys(query) {
+            let Ok(i) = self.query.binary_search_by(|name| name.as_str().cmp(&key)) else {
+                continue;
+            };
+            let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
+            if seen & bit == 0 && bit != 0 {
+                seen |= bit;
+                continue;
+            }
+            let name = self.query[i].as_str();
+            if let Some(count) = differing(query_values(query, name)) {
+                return Some((name, count));
+            }
         }
+        None
     }
-    differ.then_some(count)
 }
 
-/// The number of field lines named `name` when their values differ.
-fn differing_header(headers: &[(&str, &[u8])], name: &str) -> Option<usize> {
-    let mut values = headers
-        .iter()
-        .filter(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| *value);
+/// The number of `values` when they are not all equal.
+fn differing<T: PartialEq>(mut values: impl Iterator<Item = T>) -> Option<usize> {
     let first = values.next()?;
     let mut count = 1;
     let mut differ = false;

@@ -1292,3 +1292,28 @@ fn refuses_rule_named_headers_repeated_with_different_values() {
         }
     );
 }
+
+#[test]
+fn repeats_are_found_among_more_named_query_parameters_than_one_word_of_bits() {
+    let mut rules = String::new();
+    for i in 0..70 {
+        rules.push_str(&format!(
+            "- name: r{i}\n  action: deny\n  conditions:\n    \
+             - field: query.p{i:02}\n      operator: equals\n      value: x\n"
+        ));
+    }
+    let p = policy(&rules);
+    for name in ["p00", "p63", "p64", "p69"] {
+        let equal = format!("{name}=a&q=1&{name}=a").leak();
+        let equal = Req::new("GET", "/x").query(equal);
+        assert_eq!(p.check_repeats(&equal.get()), Ok(()), "{name}");
+        let differ = format!("{name}=a&q=1&{name}=a&{name}=b").leak();
+        let differ = Req::new("GET", "/x").query(differ);
+        let refusal = p.check_repeats(&differ.get());
+        assert_eq!(
+            refusal.map_err(|r| (r.name, r.count)),
+            Err((name.to_owned(), 3)),
+            "{name}"
+        );
+    }
+}

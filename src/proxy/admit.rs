@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::conn::{read_body, BodyReadError, Client, ClientIo};
@@ -16,7 +17,7 @@ use crate::http::head::{Framing, RequestHead};
 use crate::http::response::{json_error, with_body};
 use crate::http::target;
 use crate::metrics::Mode;
-use crate::policy::{JsonBody, Request, ResponseFilter, Verdict};
+use crate::policy::{JsonBody, Policy, Request, ResponseFilter, Verdict};
 use crate::runtime::Snapshot;
 
 /// How the request body reaches the engine.
@@ -77,9 +78,7 @@ pub async fn admit<S: ClientIo>(
             close: !head.keep_alive,
         };
     }
-    let checked = target::canonicalize(head.target())
-        .and_then(|t| target::check_reference(head.method(), &t.path).map(|()| t));
-    let target = match checked {
+    let target = match target::canonicalize_request(head.method(), head.target()) {
         Ok(target) => target,
         Err(error) => {
             tracing::debug!(client.addr = %client.addr, %error, "refused request target");
@@ -92,10 +91,6 @@ pub async fn admit<S: ClientIo>(
         Ok(identity) => identity,
         Err(admission) => return admission,
     };
-    if let Err(refusal) = super::admit_form::check(head) {
-        tracing::debug!(client.addr = %client.addr, ?refusal, "refused form body");
-        return refuse(400, refusal.message(), head);
-    }
     let method = upper_case(head.method());
     let headers: Vec<(&str, &[u8])> = head.headers().collect();
     let request = Request {
@@ -107,9 +102,9 @@ pub async fn admit<S: ClientIo>(
         client_ip: client.addr.ip(),
         role: identity.role.as_deref(),
     };
-    if let Err(repeated) = snapshot.policy.check_repeats(&request) {
-        tracing::debug!(client.addr = %client.addr, %repeated, "refused repeated field");
-        return refuse(400, &repeated.to_string(), head);
+    if let Err(message) = refuse_before_rules(&snapshot.policy, &request) {
+        tracing::debug!(client.addr = %client.addr, %message, "refused before any rule");
+        return refuse(400, &message, head);
     }
     let event = AuditEvent {
         client_ip: client.addr.ip(),
@@ -238,12 +233,24 @@ pub async fn admit<S: ClientIo>(
 }
 
 /// `method` in upper case, copied only when it is not already.
-fn upper_case(method: &str) -> std::borrow::Cow<'_, str> {
+fn upper_case(method: &str) -> Cow<'_, str> {
     if method.bytes().any(|b| b.is_ascii_lowercase()) {
         method.to_ascii_uppercase().into()
     } else {
         method.into()
     }
+}
+
+/// The 400 refusals after authentication and before any rule, shared by
+/// the proxy and `explain`: a body the engine could read as a form
+/// (`admit_form`), and a field some rule names repeated with different
+/// values (`Policy::check_repeats`).
+pub fn refuse_before_rules(policy: &Policy, request: &Request) -> Result<(), Cow<'static, str>> {
+    super::admit_form::check(request.headers)
+        .map_err(|refusal| Cow::Borrowed(refusal.message()))?;
+    policy
+        .check_repeats(request)
+        .map_err(|repeated| Cow::Owned(repeated.to_string()))
 }
 
 /// `/containers/{id}/attach` and `/exec/{id}/start`: the endpoints the

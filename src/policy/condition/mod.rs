@@ -277,10 +277,10 @@ impl Condition {
                 }
             }
             Field::Query(name) => {
-                let values = query_values(req.query, name);
+                let mut values = query_values(req.query, name);
                 match self.test {
-                    Test::Exists => !values.is_empty(),
-                    _ => values.iter().any(|value| self.test_text(value)),
+                    Test::Exists => values.next().is_some(),
+                    _ => values.any(|value| self.test_text(&value)),
                 }
             }
             Field::Body(_) => false,
@@ -367,25 +367,34 @@ pub(crate) fn json_equal(left: &Value, right: &Value) -> bool {
 /// Every value of query parameter `name`, decoded as Go's `url.ParseQuery`
 /// decodes them: split on `&`, `+` is a space, `%XX` decoded once; a pair
 /// with an invalid escape or a `;` in its key is skipped (Go errors on it
-/// and dockerd then refuses the request).
-pub(crate) fn query_values(query: &str, name: &str) -> Vec<String> {
-    let mut values = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key.contains(';') {
-            continue;
-        }
-        let (Some(key), Some(value)) = (decode_component(key), decode_component(value)) else {
-            continue;
-        };
-        if key == name {
-            values.push(value.into_owned());
-        }
-    }
-    values
+/// and dockerd then refuses the request). Lazy, and borrowed unless a key
+/// or value is encoded: evaluation and `Policy::check_repeats` both read
+/// the query through it.
+pub(crate) fn query_values<'q>(
+    query: &'q str,
+    name: &'q str,
+) -> impl Iterator<Item = Cow<'q, str>> + 'q {
+    query_keys(query)
+        .filter(move |(key, _)| key == name)
+        .filter_map(|(_, value)| decode_component(value))
 }
 
-pub(crate) fn decode_component(text: &str) -> Option<Cow<'_, str>> {
+/// Each pair of `query` as its decoded key and its raw value, skipping the
+/// pairs [`query_values`] skips for their key.
+pub(crate) fn query_keys(query: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if key.contains(';') {
+                return None;
+            }
+            Some((decode_component(key)?, value))
+        })
+}
+
+fn decode_component(text: &str) -> Option<Cow<'_, str>> {
     if !text.bytes().any(|b| b == b'%' || b == b'+') {
         return Some(Cow::Borrowed(text));
     }
