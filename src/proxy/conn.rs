@@ -395,10 +395,9 @@ async fn forward<S: ClientIo>(
         !head.keep_alive || framing == Framing::UntilClose || unchunk || worker.is_draining();
     let (body, reframe) = if unchunk {
         (BodyOut::Unframed, Reframe::Decode)
-    } else if head.method().eq_ignore_ascii_case("HEAD")
-        || response.status == 204
-        || response.status == 304
-    {
+    } else if framing == Framing::Empty {
+        // `ResponseHead::framing` already says HEAD, 204 and 304 have no
+        // body; for an empty 200 `NoBody` changes nothing.
         (BodyOut::NoBody, Reframe::AsIs)
     } else {
         (BodyOut::AsIs, Reframe::AsIs)
