@@ -5,7 +5,6 @@
 #[macro_use]
 mod support;
 
-use std::io::Read;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -48,25 +47,10 @@ fn create_head(length: usize) -> Vec<u8> {
 /// Reads until the proxy closes; the status it answered and when.
 fn answer_and_close(client: &mut RawClient, limit: Duration) -> (String, Duration) {
     let started = Instant::now();
-    client.set_read_timeout(limit);
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match client.stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => received.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                panic!("connection still open after {limit:?}")
-            }
-            Err(_) => break,
-        }
+    if let Err(open) = client.closed_within(limit) {
+        panic!("connection {open}");
     }
-    let text = support::lossy(&received);
+    let text = support::lossy(client.pending());
     let status = text.lines().next().unwrap_or_default().to_owned();
     (status, started.elapsed())
 }
