@@ -948,48 +948,46 @@ fn assert_second_request_never_forwarded(seen: &Mutex<Vec<u8>>, done: &AtomicUsi
     );
 }
 
-/// A 101 to a request without `Upgrade` is refused: 502, both closed.
-fn unrequested_101_gives_502(driver: Driver) {
+/// Sends [`PIPELINED_PAIR`] to a [`recording_engine`] answering the first
+/// request with `response`; what the client got up to the proxy's close.
+/// The second request must never reach the engine.
+fn answer_to_pipelined_pair(response: &'static [u8], quiet: Duration, driver: Driver) -> String {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicUsize::new(0));
-    let engine = recording_engine(
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
-        Duration::from_secs(20),
-        seen.clone(),
-        done.clone(),
-    );
+    let engine = recording_engine(response, quiet, seen.clone(), done.clone());
     let proxy = engine.proxy(driver);
     let mut client = proxy.connect();
     client.send(PIPELINED_PAIR);
     client.set_read_timeout(Duration::from_secs(10));
     let text = support::lossy(&client.read_to_close());
+    assert_second_request_never_forwarded(&seen, &done);
+    text
+}
+
+/// A 101 to a request without `Upgrade` is refused: 502, both closed.
+fn unrequested_101_gives_502(driver: Driver) {
+    // The engine connection is closed too (its reader sees EOF, well
+    // before its 20 s read timeout).
+    let text = answer_to_pipelined_pair(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        Duration::from_secs(20),
+        driver,
+    );
     assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
     assert!(text.contains("asked for no upgrade"), "{text}");
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
-    // The engine connection is closed too (its reader sees EOF, well
-    // before its 20 s read timeout).
-    assert_second_request_never_forwarded(&seen, &done);
 }
 
 /// A 200 raw stream without framing to a request that is not an attach
 /// or exec start is a one-way body delimited by close, not a tunnel.
 fn unrequested_raw_stream_is_not_a_tunnel(driver: Driver) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let done = Arc::new(AtomicUsize::new(0));
-    let engine = recording_engine(
+    let text = answer_to_pipelined_pair(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nRAW",
         Duration::from_millis(800),
-        seen.clone(),
-        done.clone(),
+        driver,
     );
-    let proxy = engine.proxy(driver);
-    let mut client = proxy.connect();
-    client.send(PIPELINED_PAIR);
-    client.set_read_timeout(Duration::from_secs(10));
-    let text = support::lossy(&client.read_to_close());
     assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
     assert!(text.ends_with("\r\n\r\nRAW"), "{text}");
-    assert_second_request_never_forwarded(&seen, &done);
 }
 
 /// The hijack the raw-stream path exists for still works: an attach
