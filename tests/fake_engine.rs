@@ -1068,8 +1068,31 @@ fn bodiless_responses_lose_framing_headers(driver: Driver) {
     assert_eq!(client.read_response().text(), "OK");
 }
 
+/// An engine's interim 1xx reaches an HTTP/1.1 client but never an
+/// HTTP/1.0 one, which cannot read it (RFC 9110 section 15.2).
+fn interim_responses_only_to_http11(driver: Driver) {
+    let engine = FakeEngine::start(|conn| {
+        while conn.read_request().is_some() {
+            conn.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
+            conn.respond(200, "text/plain", b"hello");
+        }
+    });
+    let proxy = engine.proxy(driver);
+    let mut client = proxy.connect();
+    client.send(&get("/v1.41/info"));
+    assert_eq!(client.read_head().status, 103);
+    assert_eq!(client.read_response().text(), "hello");
+
+    let mut client = proxy.connect();
+    client.send(b"GET /v1.41/info HTTP/1.0\r\n\r\n");
+    let text = support::lossy(&client.read_to_close());
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(!text.contains("103") && text.ends_with("hello"), "{text}");
+}
+
 on_both_drivers! {
     unrequested_101_gives_502_and_never_tunnels => unrequested_101_gives_502;
+    interim_responses_reach_only_http11_clients => interim_responses_only_to_http11;
     unrequested_raw_stream_is_relayed_one_way_and_closed =>
         unrequested_raw_stream_is_not_a_tunnel;
     attach_answered_with_raw_stream_is_two_way => attach_raw_stream_is_two_way;
