@@ -334,21 +334,21 @@ async fn forward<S: ClientIo>(
         }
     };
 
-    if response.status == 101 && !head.upgrade {
-        // Tunnelling now would send the client's next (pipelined) request
-        // to the engine unauthenticated and unchecked.
-        drop(upstream);
-        worker.count_upstream_error();
-        tracing::warn!(
-            client.addr = %client.addr,
-            http.method = head.method(),
-            "engine answered 101 to a request that asked for no upgrade"
-        );
-        let message = "the Docker Engine switched protocols (101) although the request \
-                       asked for no upgrade; the connection is closed";
-        return respond_and_close(client, 502, message).await;
-    }
     if response.status == 101 {
+        if !head.upgrade {
+            // Tunnelling now would send the client's next (pipelined)
+            // request to the engine unauthenticated and unchecked.
+            drop(upstream);
+            worker.count_upstream_error();
+            tracing::warn!(
+                client.addr = %client.addr,
+                http.method = head.method(),
+                "engine answered 101 to a request that asked for no upgrade"
+            );
+            let message = "the Docker Engine switched protocols (101) although the request \
+                           asked for no upgrade; the connection is closed";
+            return respond_and_close(client, 502, message).await;
+        }
         let out = response_head_bytes(&response, BodyOut::Upgrade, Persist::Implied);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
         if result.is_err() {
