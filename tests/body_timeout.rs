@@ -5,8 +5,7 @@
 #[macro_use]
 mod support;
 
-use std::io::Read;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,25 +47,10 @@ fn create_head(length: usize) -> Vec<u8> {
 /// Reads until the proxy closes; the status it answered and when.
 fn answer_and_close(client: &mut RawClient, limit: Duration) -> (String, Duration) {
     let started = Instant::now();
-    client.set_read_timeout(limit);
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match client.stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => received.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                panic!("connection still open after {limit:?}")
-            }
-            Err(_) => break,
-        }
+    if let Err(open) = client.closed_within(limit) {
+        panic!("connection {open}");
     }
-    let text = support::lossy(&received);
+    let text = support::lossy(client.pending());
     let status = text.lines().next().unwrap_or_default().to_owned();
     (status, started.elapsed())
 }
@@ -145,7 +129,7 @@ enum BodyEnd {
 
 /// An engine that reads one streamed body to its Content-Length and
 /// reports how that ended, and when.
-fn streaming_engine() -> (FakeEngine, Arc<Mutex<mpsc::Receiver<(BodyEnd, Instant)>>>) {
+fn streaming_engine() -> (FakeEngine, mpsc::Receiver<(BodyEnd, Instant)>) {
     let (tx, rx) = mpsc::channel();
     let tx = Mutex::new(tx);
     let engine = FakeEngine::start(move |conn| {
@@ -171,7 +155,7 @@ fn streaming_engine() -> (FakeEngine, Arc<Mutex<mpsc::Receiver<(BodyEnd, Instant
         };
         let _ = tx.lock().unwrap().send((end, Instant::now()));
     });
-    (engine, Arc::new(Mutex::new(rx)))
+    (engine, rx)
 }
 
 fn streaming_proxy(engine: &FakeEngine, driver: Driver, bulk: &str, body: u64) -> Proxy {
@@ -208,8 +192,6 @@ fn stalled_streamed_body_is_closed(driver: Driver, bulk: &str) {
         "closed after {elapsed:?}"
     );
     let (end, at) = ends
-        .lock()
-        .unwrap()
         .recv_timeout(Duration::from_secs(25))
         .expect("engine finished");
     assert_eq!(end, BodyEnd::Eof { received: 10 });
@@ -237,11 +219,7 @@ fn steady_slow_streamed_body_completes(driver: Driver, bulk: &str) {
     let response = client.read_response();
     assert_eq!(response.status, 200, "{:?}", response.text());
     assert!(started.elapsed() > Duration::from_secs(4));
-    let (end, _) = ends
-        .lock()
-        .unwrap()
-        .recv_timeout(Duration::from_secs(5))
-        .unwrap();
+    let (end, _) = ends.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(end, BodyEnd::Complete);
     // Still usable afterwards (keep-alive).
     client.send(&get_request("/info", &[]));

@@ -60,6 +60,14 @@ fn active_connections(proxy: &Proxy) -> f64 {
         - 1.0
 }
 
+/// Closes `client` with a reset (linger 0), as a killed process does.
+fn reset(client: RawClient) {
+    socket2::SockRef::from(&client.stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger 0");
+    drop(client);
+}
+
 fn assert_released(proxy: &Proxy, closed: &mpsc::Receiver<Instant>, within: Duration) {
     let started = Instant::now();
     closed
@@ -88,11 +96,7 @@ fn ends_when_the_client_resets(driver: Driver) {
     let proxy = start(&engine, driver);
     let client = follow(&proxy);
     assert_eq!(active_connections(&proxy), 1.0);
-
-    socket2::SockRef::from(&client.stream)
-        .set_linger(Some(Duration::ZERO))
-        .expect("linger 0");
-    drop(client);
+    reset(client);
     assert_released(&proxy, &closed, Duration::from_secs(5));
 }
 
@@ -147,9 +151,6 @@ fn pipelined_bytes_do_not_end_a_followed_stream() {
         "the stream ended because the client pipelined a request"
     );
     assert_eq!(active_connections(&proxy), 1.0);
-    socket2::SockRef::from(&client.stream)
-        .set_linger(Some(Duration::ZERO))
-        .expect("linger 0");
-    drop(client);
+    reset(client);
     assert_released(&proxy, &closed, Duration::from_secs(5));
 }

@@ -948,48 +948,46 @@ fn assert_second_request_never_forwarded(seen: &Mutex<Vec<u8>>, done: &AtomicUsi
     );
 }
 
-/// A 101 to a request without `Upgrade` is refused: 502, both closed.
-fn unrequested_101_gives_502(driver: Driver) {
+/// Sends [`PIPELINED_PAIR`] to a [`recording_engine`] answering the first
+/// request with `response`; what the client got up to the proxy's close.
+/// The second request must never reach the engine.
+fn answer_to_pipelined_pair(response: &'static [u8], quiet: Duration, driver: Driver) -> String {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let done = Arc::new(AtomicUsize::new(0));
-    let engine = recording_engine(
-        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
-        Duration::from_secs(20),
-        seen.clone(),
-        done.clone(),
-    );
+    let engine = recording_engine(response, quiet, seen.clone(), done.clone());
     let proxy = engine.proxy(driver);
     let mut client = proxy.connect();
     client.send(PIPELINED_PAIR);
     client.set_read_timeout(Duration::from_secs(10));
     let text = support::lossy(&client.read_to_close());
+    assert_second_request_never_forwarded(&seen, &done);
+    text
+}
+
+/// A 101 to a request without `Upgrade` is refused: 502, both closed.
+fn unrequested_101_gives_502(driver: Driver) {
+    // The engine connection is closed too (its reader sees EOF, well
+    // before its 20 s read timeout).
+    let text = answer_to_pipelined_pair(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n",
+        Duration::from_secs(20),
+        driver,
+    );
     assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
     assert!(text.contains("asked for no upgrade"), "{text}");
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
-    // The engine connection is closed too (its reader sees EOF, well
-    // before its 20 s read timeout).
-    assert_second_request_never_forwarded(&seen, &done);
 }
 
 /// A 200 raw stream without framing to a request that is not an attach
 /// or exec start is a one-way body delimited by close, not a tunnel.
 fn unrequested_raw_stream_is_not_a_tunnel(driver: Driver) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let done = Arc::new(AtomicUsize::new(0));
-    let engine = recording_engine(
+    let text = answer_to_pipelined_pair(
         b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\nRAW",
         Duration::from_millis(800),
-        seen.clone(),
-        done.clone(),
+        driver,
     );
-    let proxy = engine.proxy(driver);
-    let mut client = proxy.connect();
-    client.send(PIPELINED_PAIR);
-    client.set_read_timeout(Duration::from_secs(10));
-    let text = support::lossy(&client.read_to_close());
     assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
     assert!(text.ends_with("\r\n\r\nRAW"), "{text}");
-    assert_second_request_never_forwarded(&seen, &done);
 }
 
 /// The hijack the raw-stream path exists for still works: an attach
@@ -1070,8 +1068,31 @@ fn bodiless_responses_lose_framing_headers(driver: Driver) {
     assert_eq!(client.read_response().text(), "OK");
 }
 
+/// An engine's interim 1xx reaches an HTTP/1.1 client but never an
+/// HTTP/1.0 one, which cannot read it (RFC 9110 section 15.2).
+fn interim_responses_only_to_http11(driver: Driver) {
+    let engine = FakeEngine::start(|conn| {
+        while conn.read_request().is_some() {
+            conn.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n");
+            conn.respond(200, "text/plain", b"hello");
+        }
+    });
+    let proxy = engine.proxy(driver);
+    let mut client = proxy.connect();
+    client.send(&get("/v1.41/info"));
+    assert_eq!(client.read_head().status, 103);
+    assert_eq!(client.read_response().text(), "hello");
+
+    let mut client = proxy.connect();
+    client.send(b"GET /v1.41/info HTTP/1.0\r\n\r\n");
+    let text = support::lossy(&client.read_to_close());
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(!text.contains("103") && text.ends_with("hello"), "{text}");
+}
+
 on_both_drivers! {
     unrequested_101_gives_502_and_never_tunnels => unrequested_101_gives_502;
+    interim_responses_reach_only_http11_clients => interim_responses_only_to_http11;
     unrequested_raw_stream_is_relayed_one_way_and_closed =>
         unrequested_raw_stream_is_not_a_tunnel;
     attach_answered_with_raw_stream_is_two_way => attach_raw_stream_is_two_way;

@@ -67,21 +67,19 @@ impl BodyTracker {
     /// Like [`BodyTracker::advance`], appending the body bytes as they must
     /// leave (see [`Reframe`]) to `out`.
     pub fn advance_into(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<usize, ParseError> {
-        if self.done {
-            return Ok(0);
-        }
         match (self.framing, self.reframe) {
-            (Framing::Chunked, Reframe::Canonical) => {
+            (Framing::Chunked, Reframe::Canonical) if !self.done => {
                 let used = self.scanner.scan_canonical(bytes, out)?;
                 self.done = self.scanner.is_done();
                 Ok(used)
             }
-            (Framing::Chunked, Reframe::Decode) => self.step(bytes, Some(out)),
-            _ => {
+            (Framing::Chunked, Reframe::AsIs) => {
                 let used = self.step(bytes, None)?;
                 out.extend_from_slice(&bytes[..used]);
                 Ok(used)
             }
+            // Decoded chunk data; any other framing's bytes as they came.
+            _ => self.step(bytes, Some(out)),
         }
     }
 

@@ -334,22 +334,22 @@ async fn forward<S: ClientIo>(
         }
     };
 
-    if response.status == 101 && !head.upgrade {
-        // Tunnelling now would send the client's next (pipelined) request
-        // to the engine unauthenticated and unchecked.
-        drop(upstream);
-        worker.count_upstream_error();
-        tracing::warn!(
-            client.addr = %client.addr,
-            http.method = head.method(),
-            "engine answered 101 to a request that asked for no upgrade"
-        );
-        let message = "the Docker Engine switched protocols (101) although the request \
-                       asked for no upgrade; the connection is closed";
-        return respond_and_close(client, 502, message).await;
-    }
     if response.status == 101 {
-        let out = response_head_bytes(&response, BodyOut::Upgrade, false);
+        if !head.upgrade {
+            // Tunnelling now would send the client's next (pipelined)
+            // request to the engine unauthenticated and unchecked.
+            drop(upstream);
+            worker.count_upstream_error();
+            tracing::warn!(
+                client.addr = %client.addr,
+                http.method = head.method(),
+                "engine answered 101 to a request that asked for no upgrade"
+            );
+            let message = "the Docker Engine switched protocols (101) although the request \
+                           asked for no upgrade; the connection is closed";
+            return respond_and_close(client, 502, message).await;
+        }
+        let out = response_head_bytes(&response, BodyOut::Upgrade, Persist::Implied);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
         if result.is_err() {
             return Next::Close;
@@ -374,7 +374,7 @@ async fn forward<S: ClientIo>(
         // any other request such a response is an ordinary body delimited
         // by close, relayed one way below (the client connection closes
         // after it, so nothing the client sends meanwhile is forwarded).
-        let out = response_head_bytes(&response, BodyOut::AsIs, true);
+        let out = response_head_bytes(&response, BodyOut::AsIs, Persist::Close);
         let (result, _) = write_all(&mut client.io, join(out, &leftover)).await;
         if result.is_err() {
             return Next::Close;
@@ -395,18 +395,14 @@ async fn forward<S: ClientIo>(
         !head.keep_alive || framing == Framing::UntilClose || unchunk || worker.is_draining();
     let (body, reframe) = if unchunk {
         (BodyOut::Unframed, Reframe::Decode)
-    } else if head.method().eq_ignore_ascii_case("HEAD")
-        || response.status == 204
-        || response.status == 304
-    {
+    } else if framing == Framing::Empty {
+        // `ResponseHead::framing` already says HEAD, 204 and 304 have no
+        // body; for an empty 200 `NoBody` changes nothing.
         (BodyOut::NoBody, Reframe::AsIs)
     } else {
         (BodyOut::AsIs, Reframe::AsIs)
     };
-    let mut out = response_head_bytes(&response, body, close_client);
-    if !close_client && head.minor_version == 0 {
-        mark_keep_alive(&mut out);
-    }
+    let out = response_head_bytes(&response, body, Persist::after(close_client, head));
     let tracker = BodyTracker::reframing(framing, reframe);
     let relayed = relay_body(client, &mut upstream, tracker, out, leftover).await;
     finish(relayed, upstream, &response, close_client, worker, arrived)
@@ -471,7 +467,7 @@ async fn relay_filtered<S: ClientIo>(
     } else {
         BodyOut::Unframed
     };
-    let out = response_head_bytes(response, body, close_client);
+    let out = response_head_bytes(response, body, Persist::after(close_client, head));
     let cap = snapshot.settings.limits.max_filter_document;
     let relayed = filter::relay(
         client,
@@ -610,7 +606,8 @@ async fn read_response_head<S: ClientIo>(
                         let interim_ok = request.minor_version >= 1
                             && (response.status != 100 || !request.expect_continue);
                         if interim_ok {
-                            let out = response_head_bytes(&response, BodyOut::AsIs, false);
+                            let out =
+                                response_head_bytes(&response, BodyOut::AsIs, Persist::Implied);
                             let (result, _) = write_all(&mut client.io, out).await;
                             result.map_err(|_| HeadError::Client)?;
                         }
@@ -641,7 +638,13 @@ async fn relay_body<S: ClientIo>(
     pending: Vec<u8>,
 ) -> Relayed {
     let until_close = tracker.framing() == Framing::UntilClose;
-    let watch = Some(client.fd);
+    // Only a chunked or close-delimited body can be a followed stream that
+    // goes quiet for hours; a Content-Length body (the common small
+    // response) costs no probe timer.
+    let watch = match tracker.framing() {
+        Framing::Chunked | Framing::UntilClose => Some(client.fd),
+        Framing::Empty | Framing::Length(_) => None,
+    };
     match copy_body(
         upstream,
         &mut client.io,
@@ -756,9 +759,35 @@ enum BodyOut {
     NoBody,
 }
 
+/// The `Connection` field a response head gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// `Connection: close`: the client connection closes after it.
+    Close,
+    /// `Connection: keep-alive`: an HTTP/1.0 client closes after a
+    /// response without it.
+    KeepAlive,
+    /// None: HTTP/1.1 keeps the connection by default.
+    Implied,
+}
+
+impl Persist {
+    /// After a response to `request`, the client connection closes when
+    /// `close`.
+    fn after(close: bool, request: &RequestHead) -> Persist {
+        if close {
+            Persist::Close
+        } else if request.minor_version == 0 {
+            Persist::KeepAlive
+        } else {
+            Persist::Implied
+        }
+    }
+}
+
 /// The response head as the client gets it: hop-by-hop fields removed,
-/// framing headers matching `body`, `Connection: close` when `close`.
-fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> Vec<u8> {
+/// framing headers matching `body`, a `Connection` field as `persist` says.
+fn response_head_bytes(response: &ResponseHead, body: BodyOut, persist: Persist) -> Vec<u8> {
     let mut out = Vec::with_capacity(response.len() + 32);
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(&mut out, u64::from(response.status));
@@ -792,16 +821,20 @@ fn response_head_bytes(response: &ResponseHead, body: BodyOut, close: bool) -> V
         BodyOut::Rechunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         BodyOut::AsIs | BodyOut::Unframed | BodyOut::NoBody => {}
     }
-    if close && body != BodyOut::Upgrade {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match persist {
+        Persist::Close if body != BodyOut::Upgrade => {
+            out.extend_from_slice(b"Connection: close\r\n")
+        }
+        Persist::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Persist::Close | Persist::Implied => {}
     }
     out.extend_from_slice(b"\r\n");
     out
 }
 
-/// Adds `Connection: keep-alive` to a complete response head (and any
-/// body after it): an HTTP/1.0 client closes after a response without it,
-/// so the proxy says so whenever it keeps such a client's connection open.
+/// Adds `Connection: keep-alive` to a complete local response (head and
+/// body) for an HTTP/1.0 client whose connection stays open (relayed
+/// heads get it from [`Persist::KeepAlive`]).
 fn mark_keep_alive(response: &mut Vec<u8>) {
     if let Some(end) = memchr::memmem::find(response, b"\r\n\r\n") {
         let at = end + 2;
@@ -971,7 +1004,12 @@ mod tests {
         let response = head::parse_response(raw.as_bytes(), 65536)
             .unwrap()
             .unwrap();
-        let out = String::from_utf8(response_head_bytes(&response, BodyOut::AsIs, true)).unwrap();
+        let out = String::from_utf8(response_head_bytes(
+            &response,
+            BodyOut::AsIs,
+            Persist::Close,
+        ))
+        .unwrap();
         assert!(out.contains("Transfer-Encoding: chunked\r\n"));
         assert!(!out.contains("Keep-Alive"));
         assert!(out.ends_with("Connection: close\r\n\r\n"));
@@ -983,7 +1021,12 @@ mod tests {
             let response = head::parse_response(raw.as_bytes(), 65536)
                 .unwrap()
                 .unwrap();
-            String::from_utf8(response_head_bytes(&response, BodyOut::NoBody, false)).unwrap()
+            String::from_utf8(response_head_bytes(
+                &response,
+                BodyOut::NoBody,
+                Persist::Implied,
+            ))
+            .unwrap()
         };
         let out = head_of(
             "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\
@@ -1006,11 +1049,11 @@ mod tests {
         let response = head::parse_response(raw.as_bytes(), 65536)
             .unwrap()
             .unwrap();
-        let out = response_head_bytes(&response, BodyOut::Rechunked, false);
+        let out = response_head_bytes(&response, BodyOut::Rechunked, Persist::Implied);
         let out = String::from_utf8(out).unwrap();
         assert!(!out.contains("Content-Length"), "{out}");
         assert!(out.ends_with("Transfer-Encoding: chunked\r\n\r\n"), "{out}");
-        let out = response_head_bytes(&response, BodyOut::Unframed, true);
+        let out = response_head_bytes(&response, BodyOut::Unframed, Persist::Close);
         let out = String::from_utf8(out).unwrap();
         assert!(!out.contains("Content-Length") && !out.contains("Transfer-Encoding"));
         assert!(out.ends_with("Connection: close\r\n\r\n"), "{out}");

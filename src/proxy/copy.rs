@@ -84,8 +84,9 @@ impl IdleLimit<'_> {
 }
 
 /// Copies one body from `from` to `to`, writing `head` first (it may be
-/// empty), in the framing the tracker asks for (see `http::body::Reframe`). `pending` holds bytes already read from `from`. Returns the
-/// bytes read past the end of the body.
+/// empty), in the framing the tracker asks for (see `http::body::Reframe`).
+/// `pending` holds bytes already read from `from`. Returns the bytes read
+/// past the end of the body.
 ///
 /// With `watch`, the client socket it names is probed while the copy waits
 /// for `from` (`proxy::watch`); when the client has gone the copy stops

@@ -1,11 +1,12 @@
 //! Noticing that a client has gone while its response body is relayed.
 //!
 //! A followed stream (`logs -f`, `events`) on a quiet source writes nothing
-//! for hours, so a failed write cannot be what ends it. While `copy` or
-//! `filter` wait for the engine's next bytes, [`client_gone`] looks at the
-//! client's socket once per [`PROBE_EVERY`] with a zero-timeout `poll`,
-//! which reads nothing: bytes of a pipelined next request stay in the
-//! socket for the next head.
+//! for hours, so a failed write cannot be what ends it. While `copy` (for
+//! a chunked or close-delimited body: a Content-Length body is not a
+//! followed stream) or `filter` wait for the engine's next bytes,
+//! [`client_gone`] looks at the client's socket once per [`PROBE_EVERY`]
+//! with a zero-timeout `poll`, which reads nothing: bytes of a pipelined
+//! next request stay in the socket for the next head.
 //!
 //! - A reset or error (`POLLERR`, `POLLHUP`): the client is gone.
 //! - End of stream (`POLLRDHUP`, the client's FIN): the client may have
