@@ -311,7 +311,7 @@ fn is_tchar(byte: u8) -> bool {
 }
 
 /// Appends `n` in lower-case hex without leading zeros.
-fn push_hex(out: &mut Vec<u8>, n: u64) {
+pub(crate) fn push_hex(out: &mut Vec<u8>, n: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 16];
     let mut at = buf.len();

@@ -638,13 +638,7 @@ async fn relay_body<S: ClientIo>(
     pending: Vec<u8>,
 ) -> Relayed {
     let until_close = tracker.framing() == Framing::UntilClose;
-    // Only a chunked or close-delimited body can be a followed stream that
-    // goes quiet for hours; a Content-Length body (the common small
-    // response) costs no probe timer.
-    let watch = match tracker.framing() {
-        Framing::Chunked | Framing::UntilClose => Some(client.fd),
-        Framing::Empty | Framing::Length(_) => None,
-    };
+    let watch = super::watch::for_body(tracker.framing(), client.fd);
     match copy_body(
         upstream,
         &mut client.io,

@@ -18,6 +18,7 @@ use super::copy::Relayed;
 use super::io::{read_append, write_all, ReadSize};
 use super::watch;
 use crate::http::body::BodyTracker;
+use crate::http::chunked;
 use crate::http::head::Framing;
 
 /// Why filtering stopped early.
@@ -88,7 +89,8 @@ fn push_chunk(frame: &mut Vec<u8>, data: &[u8], chunked: bool) {
         frame.extend_from_slice(data);
         return;
     }
-    frame.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    chunked::push_hex(frame, data.len() as u64);
+    frame.extend_from_slice(b"\r\n");
     frame.extend_from_slice(data);
     frame.extend_from_slice(b"\r\n");
 }
@@ -116,7 +118,7 @@ pub async fn relay<S: ClientIo>(
     let mut raw = leftover;
     let mut ended = reader.is_done();
     // Lazy: no timer exists until the relay first waits for the engine.
-    let mut gone = std::pin::pin!(watch::client_gone(client.fd));
+    let mut gone = std::pin::pin!(watch::client_gone_opt(watch::for_body(framing, client.fd)));
     loop {
         let had_newline = memchr::memchr(b'\n', &raw).is_some();
         match reader.advance_decoding(&raw, &mut pending) {

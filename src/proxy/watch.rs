@@ -24,6 +24,8 @@
 use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
+use crate::http::head::Framing;
+
 /// How often a waiting relay looks at its client's socket.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -88,6 +90,17 @@ pub async fn client_gone(fd: RawFd) {
 
 /// Like [`client_gone`] when there is a socket to watch; never resolves
 /// for `None`.
+/// The client socket to watch while relaying a response body framed so:
+/// only a chunked or close-delimited body can be a followed stream that
+/// goes quiet for hours; a Content-Length body (the common small response)
+/// costs no probe timer.
+pub fn for_body(framing: Framing, fd: RawFd) -> Option<RawFd> {
+    match framing {
+        Framing::Chunked | Framing::UntilClose => Some(fd),
+        Framing::Empty | Framing::Length(_) => None,
+    }
+}
+
 pub async fn client_gone_opt(fd: Option<RawFd>) {
     match fd {
         Some(fd) => client_gone(fd).await,
