@@ -529,7 +529,7 @@ fn client_loop(addr: String, stop: Arc<AtomicBool>, decided: Arc<Mutex<Vec<Decid
     let mut turn = 0u64;
     while !stop.load(Ordering::Relaxed) {
         turn += 1;
-        let response = if turn % 2 == 0 {
+        let response = if turn.is_multiple_of(2) {
             let mut client = RawClient::connect(&addr);
             client.send(&request);
             client.read_response()

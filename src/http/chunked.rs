@@ -306,7 +306,7 @@ fn hex_digit(byte: u8) -> Option<u8> {
 }
 
 /// RFC 9110 token characters (field names).
-fn is_tchar(byte: u8) -> bool {
+pub(crate) fn is_tchar(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 

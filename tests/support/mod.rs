@@ -115,7 +115,6 @@ pub fn engine_container(name: &str) -> Option<serde_json::Value> {
 }
 
 /// Skips (returns from) the calling test when no engine is available.
-
 #[allow(unused_macros)]
 macro_rules! require_engine {
     () => {
@@ -1445,7 +1444,6 @@ pub fn query_pairs(target: &str) -> HashMap<String, String> {
 }
 
 /// Generates one `#[test]` per driver calling `$body(Driver)`.
-
 #[allow(unused_macros)]
 macro_rules! on_both_drivers {
     ($($name:ident => $body:path;)+) => {

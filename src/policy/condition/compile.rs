@@ -431,10 +431,7 @@ fn allowed_fix(field: &Field) -> String {
 }
 
 fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(crate::http::chunked::is_tchar)
 }
 
 fn uppercase_strings(value: &Value) -> Value {
